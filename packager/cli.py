@@ -1,0 +1,119 @@
+"""`packager serve`: settings from flags, else `PACKAGER_<NAME>` variables, else defaults."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from packager.config import Config, parse_size
+
+DEMO_API_KEY = "demo"  # --demo without keys: a documented key, the demo is for trying things
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"PACKAGER_{name.upper()}") or None
+
+
+def _keys(text: str | None) -> tuple[str, ...]:
+    return tuple(k.strip() for k in (text or "").split(",") if k.strip())
+
+
+def _api_key_file(data_dir: Path) -> str:
+    """No key configured: make one, keep it in the data dir (0600), never print it."""
+    path = data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="packager", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+
+    def opt(name: str, kind: Callable[[str], Any] = str, help: str = "", **kw: Any) -> None:
+        env = _env(name.replace("-", "_"))
+        default = kind(env) if env is not None else None
+        serve.add_argument(f"--{name}", type=kind, default=default, help=help, **kw)
+
+    opt("host", help="listen address (default 127.0.0.1)")
+    opt("port", int, help="listen port (default 8080)")
+    opt("api-keys", help="comma-separated management API keys (default: data/api_key)")
+    opt("ingest-key", help="key the encoder must send (?key= or Bearer); default none")
+    opt("dvr-duration", float, help="default DVR length of a new stream, seconds (3600)")
+    opt("memory-budget", parse_size, help="bytes of media held in memory, e.g. 2G")
+    opt("data-dir", Path, help="VOD files and the generated API key (./data)")
+    opt("public-base-url", help="scheme://host[:port] used in links (default: request host)")
+    opt("max-segment-bytes", parse_size, help="largest accepted ingest file (64M)")
+    opt("completion-grace", float, help="seconds a growing clip waits for a stalled ingest (10)")
+    opt("log-level", help="debug, info, warning (info)")
+    opt("demo-dir", Path, help="ladder replayed by --demo (fixtures/ladder)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        default=(_env("demo") or "").lower() in ("1", "true", "yes"),
+        help="also replay the fixture ladder as the live stream 'demo'",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    given = {
+        k: v
+        for k, v in vars(args).items()
+        if v is not None and k in Config.__dataclass_fields__ and k != "api_keys"
+    }
+    config = Config(**given)
+    keys = _keys(args.api_keys)
+    if not keys:
+        keys = (DEMO_API_KEY,) if config.demo else (_api_key_file(config.data_dir),)
+    return Config(**{**given, "api_keys": keys})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    serve(config)
+
+
+def serve(config: Config) -> None:
+    from aiohttp import web
+
+    from packager.http.app import create_app
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+        pass
+    app = create_app(config)
+    base = config.public_base_url or f"http://{config.host}:{config.port}"
+    print(f"packager listening on {base}", file=sys.stderr, flush=True)
+    if config.demo:
+        print(
+            f"demo stream 'demo' is live; try:\n  curl -X POST -H 'Authorization: apikey "
+            f"{DEMO_API_KEY}' -d '{{\"duration\": 10, \"start\": '$(($(date +%s)-15))'}}' "
+            f"{base}/streams/demo/clip_recording",
+            file=sys.stderr,
+            flush=True,
+        )
+    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,87 @@
+"""Build the aiohttp application: routes, shared state, and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from packager.clock import Clock, system_clock
+from packager.config import Config
+from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
+from packager.http import api, ingest, playback
+from packager.http.errors import error_middleware
+from packager.http.jsonio import json_response
+from packager.http.keys import CONFIG, INGEST, STORE
+from packager.ingest import Ingest
+from packager.store.store import Limits, Store
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_PERIOD = 1.0  # the DVR rolls at least this often even with no ingest
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _timers(app: web.Application) -> AsyncIterator[None]:
+    """Fire clip timers (expiry, completion) when due: sleep until the heap's next deadline."""
+    store = app[STORE]
+
+    async def loop() -> None:
+        while True:
+            deadline = store.next_deadline()
+            now = store.clock()
+            delay = HOUSEKEEPING_PERIOD if deadline is None else deadline - now
+            await asyncio.sleep(min(max(delay, 0.0), HOUSEKEEPING_PERIOD))
+            try:
+                store.run_due()
+                store.sweep_all()
+            except Exception:
+                log.exception("timer tick failed")
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _demo(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    feed = DemoFeed(app[INGEST], load_ladder(config.demo_dir or DEFAULT_LADDER), app[STORE].clock)
+    task = asyncio.create_task(feed.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(config: Config, clock: Clock = system_clock, timers: bool = True) -> web.Application:
+    """`timers=False` leaves firing timers to the caller (tests with a manual clock)."""
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=config.max_api_body,
+    )
+    store = Store(
+        clock,
+        config.memory_budget,
+        config.dvr_duration,
+        Limits(completion_grace=config.completion_grace),
+    )
+    app[CONFIG] = config
+    app[STORE] = store
+    app[INGEST] = Ingest(store)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_routes(ingest.routes)
+    app.router.add_routes(api.routes)
+    app.router.add_routes(playback.routes)
+    if timers:
+        app.cleanup_ctx.append(_timers)
+    if config.demo:
+        app.cleanup_ctx.append(_demo)
+    return app

@@ -1,0 +1,82 @@
+"""The one place where typed errors become HTTP status codes and JSON bodies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from packager import errors
+from packager.http.jsonio import json_response
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.PackagerError], int] = {
+    errors.BadMedia: 400,
+    errors.InvalidField: 400,
+    errors.BadRequest: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.StreamExists: 409,
+    errors.NothingInDvr: 409,
+    errors.RangeNotInDvr: 422,
+    errors.TooLarge: 413,
+    errors.TooEarly: 425,
+    errors.LimitReached: 429,
+    errors.Overloaded: 503,
+    errors.BudgetExceeded: 507,
+}
+
+# Errors of unknown routes and methods are short-lived, so a CDN does not pin them.
+NOT_FOUND_MAX_AGE = 5
+
+
+def status_of(exc: errors.PackagerError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 409  # other domain conflicts (e.g. no init segment yet)
+
+
+def error_response(status: int, code: str, detail: str, **extra: object) -> web.Response:
+    body: dict[str, object] = {"error": code, "detail": detail}
+    body.update(extra)
+    resp = json_response(body, status=status)
+    if status == 404:
+        resp.headers["Cache-Control"] = f"public, max-age={NOT_FOUND_MAX_AGE}"
+    else:
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.PackagerError as exc:
+        extra: dict[str, object] = {}
+        if isinstance(exc, errors.InvalidField):
+            extra["field"] = exc.field
+        resp = error_response(status_of(exc), exc.code, exc.detail, **extra)
+        if isinstance(exc, errors.TooEarly):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.Unauthorized):
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="packager"'
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        resp = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                resp.headers[name] = exc.headers[name]
+        return resp
+    except (ConnectionResetError, web.RequestPayloadError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "the server failed; this is a bug")

@@ -1,0 +1,183 @@
+"""What to do with each file an encoder pushes: init segment, media segment or playlist.
+
+ffmpeg's HLS muxer (`-method PUT`) sends, per rendition, `init_<n>.mp4`, then each
+`index<k>.m4s` followed by the re-sent playlist; for some renditions the playlist arrives
+*before* the segment it lists. Both orders end with the same timeline here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import m3u8
+
+from packager.errors import BadMedia, PackagerError
+from packager.media import boxes
+from packager.media.fragment import parse_segment
+from packager.media.init import parse_init
+from packager.media.model import InitSegment
+from packager.store.dvr import PlaylistEntry, Rendition, Stream
+from packager.store.segment import Segment, Timing
+from packager.store.store import Store
+
+MAX_PLAYLIST_BYTES = 1 << 20
+# A start this far inside the previous segment means the encoder's clock jumped back.
+_BACKWARDS_TOLERANCE = 0.5
+
+
+class NoInitSegment(PackagerError):
+    """A media segment arrived before any init segment of its rendition (409)."""
+
+    code = "no_init_segment"
+
+
+class Received(Enum):
+    INIT = "init"
+    SEGMENT = "segment"
+    PLAYLIST = "playlist"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    kind: Received
+    segment: Segment | None = None
+
+
+class Ingest:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def receive(self, stream_id: str, rendition_name: str, filename: str, body: bytes) -> IngestResult:
+        """Take one pushed file. Raises BadMedia (nothing stored) on anything malformed."""
+        stream = self.store.ensure_stream(stream_id)
+        rendition = stream.renditions.get(rendition_name)
+        if filename.endswith(".m3u8"):
+            entries = parse_playlist(body)
+            rendition = rendition or stream.renditions.setdefault(
+                rendition_name, Rendition(rendition_name)
+            )
+            self._apply_playlist(rendition, entries)
+            return IngestResult(Received.PLAYLIST)
+        top = {b.type for b in boxes.iter_boxes(body)}
+        if b"moov" in top:
+            init = parse_init(body)
+            rendition = rendition or stream.renditions.setdefault(
+                rendition_name, Rendition(rendition_name)
+            )
+            self._set_init(rendition, init)
+            return IngestResult(Received.INIT)
+        if b"moof" in top:
+            if rendition is None or rendition.init is None:
+                raise NoInitSegment(
+                    f"rendition {rendition_name!r} of stream {stream_id!r} has no init segment yet"
+                )
+            return self._add_segment(stream, rendition, filename, body)
+        raise BadMedia("neither an init segment (moov) nor a media segment (moof)")
+
+    def _set_init(self, rendition: Rendition, init: InitSegment) -> None:
+        if rendition.init is not None and rendition.init.data == init.data:
+            return  # re-sent: keep the object, so segments keep sharing one init
+        if rendition.init is not None:
+            rendition.init_changed = True
+        rendition.init = init
+
+    def _add_segment(
+        self, stream: Stream, rendition: Rendition, filename: str, body: bytes
+    ) -> IngestResult:
+        init = rendition.init
+        assert init is not None
+        media = parse_segment(body, init)
+        main = media.track(init.main.track_id)
+        if main is None or main.duration <= 0:
+            raise BadMedia(f"segment has no samples of track {init.main.track_id}")
+        duration = main.duration / init.main.timescale
+        prev = rendition.last
+        if (
+            prev is not None
+            and prev.name == filename
+            and prev.init is init
+            and prev.main.base_decode_time == main.base_decode_time
+        ):
+            return IngestResult(Received.DUPLICATE, prev)  # a retried PUT
+        contiguous = (
+            prev is not None
+            and prev.init is init
+            and not rendition.init_changed
+            and prev.main.end_decode_time == main.base_decode_time
+        )
+        entry = rendition.playlist.get(filename)
+        now = self.store.clock()
+        if entry is not None and entry.program_date_time is not None:
+            start, timing = entry.program_date_time, Timing.PDT
+        elif contiguous and prev is not None:
+            start, timing = prev.end, Timing.CONTINUED
+        else:
+            start, timing = now - duration, Timing.ARRIVAL
+        discontinuity = prev is not None and (
+            not contiguous or (entry is not None and entry.discontinuity)
+        )
+        if prev is not None and start < prev.end - _BACKWARDS_TOLERANCE:
+            # The ring is ordered by time; a clock that went back cannot be placed honestly.
+            start, discontinuity = max(start, prev.end), True
+        segment = Segment(
+            seq=rendition.next_seq,
+            name=filename,
+            data=body,
+            init=init,
+            media=media,
+            start=start,
+            duration=duration,
+            discontinuity=discontinuity,
+            timing=timing,
+        )
+        self.store.add_segment(stream, rendition, segment)
+        rendition.init_changed = False
+        return IngestResult(Received.SEGMENT, segment)
+
+    def _apply_playlist(self, rendition: Rendition, entries: dict[str, PlaylistEntry]) -> None:
+        rendition.playlist = entries
+        # The playlist came after its segment: give that segment the encoder's own clock.
+        segs = rendition.segments
+        for k in range(len(segs) - 1, max(-1, len(segs) - 8), -1):
+            seg = segs[k]
+            entry = entries.get(seg.name)
+            if entry is None or entry.program_date_time is None or seg.timing is Timing.PDT:
+                continue
+            pdt = entry.program_date_time
+            before_ok = k == 0 or segs[k - 1].start <= pdt
+            after_ok = k == len(segs) - 1 or pdt <= segs[k + 1].start
+            if before_ok and after_ok:
+                seg.start = pdt
+                seg.timing = Timing.PDT
+
+
+def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
+    """An encoder's media playlist: per segment file name, its EXTINF, PDT and discontinuity."""
+    if len(body) > MAX_PLAYLIST_BYTES:
+        raise BadMedia(f"playlist larger than {MAX_PLAYLIST_BYTES} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadMedia("playlist is not UTF-8 text") from None
+    if not text.lstrip("\ufeff").startswith("#EXTM3U"):
+        raise BadMedia("playlist does not start with #EXTM3U")
+    try:
+        playlist = m3u8.loads(text)
+    except Exception as exc:  # the m3u8 parser raises assorted types on bad input
+        raise BadMedia(f"unreadable playlist: {exc}") from None
+    if playlist.is_variant:
+        return {}
+    entries: dict[str, PlaylistEntry] = {}
+    for seg in playlist.segments:
+        if not seg.uri:
+            continue
+        name = seg.uri.rsplit("/", 1)[-1].split("?", 1)[0]
+        pdt = seg.current_program_date_time
+        entries[name] = PlaylistEntry(
+            duration=float(seg.duration or 0.0),
+            program_date_time=pdt.timestamp() if pdt is not None else None,
+            discontinuity=bool(seg.discontinuity),
+        )
+    return entries

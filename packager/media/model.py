@@ -1,0 +1,126 @@
+"""Plain dataclasses the media parsers return. Sample tables are `array`s per field, not one
+object per sample: an hour of 30 fps video plus 48 kHz AAC is ~277k samples."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+VIDEO = "vide"
+AUDIO = "soun"
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One track of an init segment: what a player and a progressive MP4 need to know of it."""
+
+    track_id: int
+    handler: str  # "vide" | "soun" | other four-cc
+    timescale: int
+    codec: str  # RFC 6381 string, e.g. "avc1.64001f", "mp4a.40.2"
+    stsd: bytes  # the whole stsd box, reused verbatim when we write a progressive moov
+    language: bytes = b"\x55\xc4"  # packed ISO-639-2 "und", as mdhd stores it
+    width: int = 0
+    height: int = 0
+    channels: int = 0
+    sample_rate: int = 0
+    default_sample_duration: int = 0  # from trex
+    default_sample_size: int = 0
+    default_sample_flags: int = 0
+
+    @property
+    def is_video(self) -> bool:
+        return self.handler == VIDEO
+
+    @property
+    def is_audio(self) -> bool:
+        return self.handler == AUDIO
+
+
+@dataclass(frozen=True, slots=True)
+class InitSegment:
+    """A parsed fMP4 init segment (ftyp + moov with mvex). `data` is kept to serve as EXT-X-MAP."""
+
+    data: bytes
+    tracks: tuple[Track, ...]
+    movie_timescale: int
+
+    @property
+    def video(self) -> Track | None:
+        return next((t for t in self.tracks if t.is_video), None)
+
+    @property
+    def audio(self) -> Track | None:
+        return next((t for t in self.tracks if t.is_audio), None)
+
+    @property
+    def main(self) -> Track:
+        """The track whose clock times segments: video when there is one."""
+        return self.video or self.tracks[0]
+
+    @property
+    def codecs(self) -> str:
+        """The CODECS attribute of an HLS variant: every track's RFC 6381 string."""
+        return ",".join(t.codec for t in self.tracks)
+
+    def track(self, track_id: int) -> Track | None:
+        return next((t for t in self.tracks if t.track_id == track_id), None)
+
+
+def _u32() -> array[int]:
+    return array("I")
+
+
+def _u64() -> array[int]:
+    return array("Q")
+
+
+def _i32() -> array[int]:
+    return array("i")
+
+
+def _u8() -> array[int]:
+    return array("B")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSamples:
+    """One track's samples within one media segment, in decode order.
+
+    `offsets` are byte positions in the segment's own bytes, so a sample is
+    `segment.data[offsets[i] : offsets[i] + sizes[i]]` with no copy through a memoryview.
+    """
+
+    track_id: int
+    base_decode_time: int  # tfdt of the first sample, in the track's timescale
+    durations: array[int] = field(default_factory=_u32)
+    sizes: array[int] = field(default_factory=_u32)
+    offsets: array[int] = field(default_factory=_u64)
+    cts_offsets: array[int] = field(default_factory=_i32)  # composition minus decode time
+    sync: array[int] = field(default_factory=_u8)  # 1 where the sample is a sync sample
+
+    @property
+    def count(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def duration(self) -> int:
+        return sum(self.durations)
+
+    @property
+    def total_size(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def end_decode_time(self) -> int:
+        return self.base_decode_time + self.duration
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMedia:
+    """What a media segment holds, per track, as parsed from its moof/traf/trun boxes."""
+
+    tracks: tuple[TrackSamples, ...]
+
+    def track(self, track_id: int) -> TrackSamples | None:
+        return next((t for t in self.tracks if t.track_id == track_id), None)

@@ -1,0 +1,79 @@
+"""HLS playlists of a clip (RFC 8216), as text. Sans-IO: store objects in, str out.
+
+A small writer of our own rather than m3u8's model (see NOTES.md: EXT-X-MAP is per-segment
+there and constructors are dict-typed); tests parse every playlist back with m3u8.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from packager.package import names
+from packager.store.clips import Clip, ClipRendition
+
+VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
+
+
+def _pdt(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _independent(clip: Clip) -> bool:
+    return all(s.starts_with_keyframe for r in clip.renditions for s in r.segments)
+
+
+def master_playlist(clip: Clip) -> str:
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
+    if _independent(clip):
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    for cr in clip.renditions:
+        lines.append(_stream_inf(cr))
+        lines.append(names.playlist(clip.id, cr.name))
+    return "\n".join(lines) + "\n"
+
+
+def _stream_inf(cr: ClipRendition) -> str:
+    init = cr.init
+    attrs = [
+        f"BANDWIDTH={cr.peak_bitrate()}",
+        f"AVERAGE-BANDWIDTH={cr.average_bitrate()}",
+    ]
+    video = init.video
+    if video is not None and video.width and video.height:
+        attrs.append(f"RESOLUTION={video.width}x{video.height}")
+    attrs.append(f'CODECS="{init.codecs}"')
+    rate = cr.frame_rate()
+    if rate is not None:
+        attrs.append(f"FRAME-RATE={rate:.3f}")
+    return "#EXT-X-STREAM-INF:" + ",".join(attrs)
+
+
+def media_playlist(clip: Clip, cr: ClipRendition) -> str:
+    """VOD + ENDLIST once the clip is complete; EVENT (growing, no ENDLIST) before."""
+    segs = cr.segments
+    target = max((math.ceil(s.duration - 1e-3) for s in segs), default=2)
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VERSION}",
+        f"#EXT-X-TARGETDURATION:{max(1, target)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if clip.complete else 'EVENT'}",
+    ]
+    if segs and all(s.starts_with_keyframe for s in segs):
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    current_init = -1
+    for i, seg in enumerate(segs):
+        if i > 0 and (seg.discontinuity or seg.seq != segs[i - 1].seq + 1):
+            lines.append("#EXT-X-DISCONTINUITY")
+        init_index = cr.init_of[i]
+        if init_index != current_init:
+            lines.append(f'#EXT-X-MAP:URI="{names.init(clip.id, cr.name, init_index)}"')
+            current_init = init_index
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
+        lines.append(f"#EXTINF:{seg.duration:.6f},")
+        lines.append(names.segment(clip.id, cr.name, i))
+    if clip.complete:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
