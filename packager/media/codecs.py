@@ -30,7 +30,7 @@ def hevc_codec(fourcc: str, hvcc: bytes | memoryview) -> str:
     level = hvcc[12]
     parts = [fourcc, f"{space}{profile}", f"{compat_rev:x}", f"{tier}{level}"]
     trimmed = constraints.rstrip(b"\x00")
-    parts.extend(f"{b:x}" for b in trimmed)
+    parts.extend(f"{b:X}" for b in trimmed)  # as Apple and ffmpeg write them
     return ".".join(parts)
 
 

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import m3u8
+import pytest
+
+from packager.clock import ManualClock
+from packager.demo import DemoFeed
+from packager.package import hls, names
+from packager.store.store import Store
+
+Fed = tuple[Store, DemoFeed, float]
+
+
+def test_master_playlist_lists_the_ladder_with_media_attributes(fed_store: Fed) -> None:
+    store, _, origin = fed_store
+    clip = store.create_clip("demo", duration=6, start=origin + 2)
+    parsed = m3u8.loads(hls.master_playlist(clip))
+    assert parsed.is_variant
+    variants = parsed.playlists
+    assert [p.uri for p in variants] == [
+        names.playlist(clip.id, f"media_{n}_{h}") for n, h in ((1, 360), (2, 720), (3, 1080))
+    ]
+    assert [p.stream_info.resolution for p in variants] == [(640, 360), (1280, 720), (1920, 1080)]
+    for p, cr in zip(variants, clip.renditions):
+        info = p.stream_info
+        assert info.codecs == f"{cr.init.video.codec},mp4a.40.2"  # type: ignore[union-attr]
+        assert info.frame_rate == pytest.approx(30.0)
+        sizes = [s.size * 8 / s.duration for s in cr.segments]
+        assert info.bandwidth == pytest.approx(max(sizes), abs=1)
+        assert info.average_bandwidth == pytest.approx(sum(sizes) / len(sizes), rel=1e-3)
+        assert info.average_bandwidth <= info.bandwidth
+    bandwidths = [p.stream_info.bandwidth for p in variants]
+    assert bandwidths == sorted(bandwidths)
+
+
+def test_media_playlist_of_a_complete_clip_is_vod(fed_store: Fed) -> None:
+    store, _, origin = fed_store
+    clip = store.create_clip("demo", duration=6, start=origin + 2)
+    cr = clip.renditions[1]
+    text = hls.media_playlist(clip, cr)
+    parsed = m3u8.loads(text)
+    assert parsed.playlist_type == "vod" and parsed.is_endlist
+    assert parsed.target_duration == 2 and parsed.version == 7
+    assert parsed.is_independent_segments
+    assert [s.uri for s in parsed.segments] == [names.segment(clip.id, cr.name, i) for i in range(3)]
+    assert [s.duration for s in parsed.segments] == pytest.approx([2.0, 2.0, 2.0])
+    assert parsed.segments[0].init_section.uri == names.init(clip.id, cr.name, 0)
+    pdts = [s.program_date_time.timestamp() for s in parsed.segments]
+    assert pdts == pytest.approx([origin + 2, origin + 4, origin + 6], abs=1e-3)
+    assert not any(s.discontinuity for s in parsed.segments)
+
+
+def test_growing_clip_playlist_is_event_without_endlist(fed_store: Fed, clock: ManualClock) -> None:
+    store, feed, origin = fed_store
+    clip = store.create_clip("demo", duration=4, start=clock() - 2)
+    parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
+    assert parsed.playlist_type == "event" and not parsed.is_endlist
+    assert len(parsed.segments) == 1
+    clock.advance(2)
+    feed.push(15, feed.segment_start(15, origin))
+    parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
+    assert parsed.playlist_type == "vod" and parsed.is_endlist
+    assert len(parsed.segments) == 2
+
+
+def test_gap_in_dvr_is_marked_as_discontinuity(fed_store: Fed, clock: ManualClock) -> None:
+    store, feed, origin = fed_store
+    clock.advance(20)
+    # The encoder restarts: a new init (same bytes) and timestamps from zero again.
+    for r in feed.ladder:
+        feed.ingest.receive("demo", r.name, "init.mp4", r.init)
+        feed.ingest.receive("demo", r.name, "again0.m4s", r.segments[0])
+    clip = store.create_clip("demo", duration=40, start=origin + 20)
+    parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
+    flags = [s.discontinuity for s in parsed.segments]
+    assert flags == [False] * 5 + [True]

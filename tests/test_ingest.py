@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from packager.clock import ManualClock
+from packager.demo import RecordedRendition
+from packager.errors import BadMedia
+from packager.ingest import Ingest, NoInitSegment, Received
+from packager.store.segment import Timing
+from packager.store.store import Store
+
+PDT = 1_799_999_900.0  # ffmpeg's playlist: 2027-01-15T08:38:20.000Z, 100 s before T0
+
+
+def playlist(names: list[str], start: float = PDT, discontinuity_at: int = -1) -> bytes:
+    from datetime import datetime, timezone
+
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:2", '#EXT-X-MAP:URI="init_0.mp4"']
+    for i, name in enumerate(names):
+        if i == discontinuity_at:
+            lines.append("#EXT-X-DISCONTINUITY")
+        pdt = datetime.fromtimestamp(start + 2 * i, tz=timezone.utc).isoformat(timespec="milliseconds")
+        lines += ["#EXTINF:2.000000,", f"#EXT-X-PROGRAM-DATE-TIME:{pdt}", name]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def ingest(make_store: Callable[..., Store]) -> Ingest:
+    return Ingest(make_store())
+
+
+def test_playlist_after_segment_gives_it_the_encoders_clock(
+    ingest: Ingest, ladder: list[RecordedRendition]
+) -> None:
+    r = ladder[0]
+    assert ingest.receive("s", "0", "init_0.mp4", r.init).kind is Received.INIT
+    names: list[str] = []
+    for k in range(3):
+        names.append(f"index{k}.m4s")
+        assert ingest.receive("s", "0", names[-1], r.segments[k]).kind is Received.SEGMENT
+        assert ingest.receive("s", "0", "index.m3u8", playlist(names)).kind is Received.PLAYLIST
+    segs = list(ingest.store.stream("s").renditions["0"].segments)
+    assert [s.start for s in segs] == pytest.approx([PDT, PDT + 2, PDT + 4])
+    assert all(s.timing is Timing.PDT for s in segs)
+    assert not any(s.discontinuity for s in segs)
+
+
+def test_playlist_before_segment_works_the_same(
+    ingest: Ingest, ladder: list[RecordedRendition]
+) -> None:
+    r = ladder[1]
+    ingest.receive("s", "1", "init_1.mp4", r.init)
+    names = [f"index{k}.m4s" for k in range(3)]
+    for k in range(3):
+        ingest.receive("s", "1", "index.m3u8", playlist(names[: k + 1]))
+        ingest.receive("s", "1", names[k], r.segments[k])
+    segs = list(ingest.store.stream("s").renditions["1"].segments)
+    assert [s.start for s in segs] == pytest.approx([PDT, PDT + 2, PDT + 4])
+
+
+def test_without_playlist_arrival_time_and_continuity_time_segments(
+    ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    r = ladder[0]
+    ingest.receive("s", "0", "init.mp4", r.init)
+    ingest.receive("s", "0", "a.m4s", r.segments[0])
+    clock.advance(1.7)  # jitter: the next one is placed by media time, not arrival
+    ingest.receive("s", "0", "b.m4s", r.segments[1])
+    first, second = ingest.store.stream("s").renditions["0"].segments
+    assert first.timing is Timing.ARRIVAL and first.start == pytest.approx(clock() - 1.7 - 2)
+    assert second.timing is Timing.CONTINUED and second.start == pytest.approx(first.end)
+
+
+def test_encoder_restart_marks_a_discontinuity(
+    ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    r = ladder[0]
+    ingest.receive("s", "0", "init_0.mp4", r.init)
+    ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    ingest.receive("s", "0", "index1.m4s", r.segments[1])
+    clock.advance(30)
+    ingest.receive("s", "0", "init_0.mp4", r.init)  # restarted: same init, tfdt from 0 again
+    ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    segs = list(ingest.store.stream("s").renditions["0"].segments)
+    assert [s.discontinuity for s in segs] == [False, False, True]
+    assert segs[2].start > segs[1].end
+
+
+def test_retried_put_of_the_same_segment_is_stored_once(
+    ingest: Ingest, ladder: list[RecordedRendition]
+) -> None:
+    r = ladder[0]
+    ingest.receive("s", "0", "init_0.mp4", r.init)
+    ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    assert ingest.receive("s", "0", "index0.m4s", r.segments[0]).kind is Received.DUPLICATE
+    assert len(ingest.store.stream("s").renditions["0"].segments) == 1
+
+
+def test_segment_before_init_is_refused(ingest: Ingest, ladder: list[RecordedRendition]) -> None:
+    with pytest.raises(NoInitSegment):
+        ingest.receive("s", "0", "index0.m4s", ladder[0].segments[0])
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"hello world", b"\x00\x00\x00\x08free", b"#EXTM3U\n" + b"\xff" * 3]
+)
+def test_bad_media_is_refused_and_nothing_stored(
+    ingest: Ingest, ladder: list[RecordedRendition], body: bytes
+) -> None:
+    r = ladder[0]
+    ingest.receive("s", "0", "init_0.mp4", r.init)
+    ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    before = ingest.store.stats()
+    with pytest.raises(BadMedia):
+        name = "index.m3u8" if body.startswith(b"#EXTM3U") else "index1.m4s"
+        ingest.receive("s", "0", name, body)
+    with pytest.raises(BadMedia):
+        ingest.receive("s", "0", "index1.m4s", r.segments[1][: len(r.segments[1]) // 2])
+    assert ingest.store.stats() == before
+    assert ingest.store.stream("s").renditions["0"].init is not None
