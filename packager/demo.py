@@ -11,7 +11,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from packager.clock import Clock
@@ -58,12 +58,16 @@ def load_ladder(directory: Path) -> list[RecordedRendition]:
 
 
 def _pdt(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
 class DemoFeed:
     def __init__(
-        self, ingest: Ingest, ladder: list[RecordedRendition], clock: Clock, stream_id: str = DEMO_STREAM
+        self,
+        ingest: Ingest,
+        ladder: list[RecordedRendition],
+        clock: Clock,
+        stream_id: str = DEMO_STREAM,
     ) -> None:
         self.ingest = ingest
         self.ladder = ladder
@@ -96,7 +100,7 @@ class DemoFeed:
             name = f"live{k}.m4s"
             playlist = (
                 "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n"
-                f"#EXT-X-MEDIA-SEQUENCE:{k}\n#EXT-X-MAP:URI=\"init.mp4\"\n"
+                f'#EXT-X-MEDIA-SEQUENCE:{k}\n#EXT-X-MAP:URI="init.mp4"\n'
                 f"#EXTINF:{self.durations[i]:.6f},\n"
                 f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}\n{name}\n"
             )

@@ -49,7 +49,9 @@ class Ingest:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def receive(self, stream_id: str, rendition_name: str, filename: str, body: bytes) -> IngestResult:
+    def receive(
+        self, stream_id: str, rendition_name: str, filename: str, body: bytes
+    ) -> IngestResult:
         """Take one pushed file. Raises BadMedia (nothing stored) on anything malformed."""
         stream = self.store.ensure_stream(stream_id)
         rendition = stream.renditions.get(rendition_name)
@@ -165,7 +167,7 @@ def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
         raise BadMedia("playlist does not start with #EXTM3U")
     try:
         playlist = m3u8.loads(text)
-    except Exception as exc:  # the m3u8 parser raises assorted types on bad input
+    except Exception as exc:  # noqa: BLE001 - the m3u8 parser raises assorted types on bad input
         raise BadMedia(f"unreadable playlist: {exc}") from None
     if playlist.is_variant:
         return {}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 import pytest
 
@@ -15,13 +16,18 @@ PDT = 1_799_999_900.0  # ffmpeg's playlist: 2027-01-15T08:38:20.000Z, 100 s befo
 
 
 def playlist(names: list[str], start: float = PDT, discontinuity_at: int = -1) -> bytes:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:2", '#EXT-X-MAP:URI="init_0.mp4"']
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        "#EXT-X-TARGETDURATION:2",
+        '#EXT-X-MAP:URI="init_0.mp4"',
+    ]
     for i, name in enumerate(names):
         if i == discontinuity_at:
             lines.append("#EXT-X-DISCONTINUITY")
-        pdt = datetime.fromtimestamp(start + 2 * i, tz=timezone.utc).isoformat(timespec="milliseconds")
+        pdt = datetime.fromtimestamp(start + 2 * i, tz=UTC).isoformat(timespec="milliseconds")
         lines += ["#EXTINF:2.000000,", f"#EXT-X-PROGRAM-DATE-TIME:{pdt}", name]
     return ("\n".join(lines) + "\n").encode()
 

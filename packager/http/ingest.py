@@ -27,7 +27,9 @@ def _check_path(request: web.Request) -> tuple[str, str, str]:
     if not (
         STREAM_ID.fullmatch(stream_id) and _RENDITION.fullmatch(rendition) and _FILE.fullmatch(file)
     ):
-        raise NotFound("ingest path must be /ingest/{stream_id}/{rendition}/{file} of [A-Za-z0-9_-.]")
+        raise NotFound(
+            "ingest path must be /ingest/{stream_id}/{rendition}/{file} of [A-Za-z0-9_-.]"
+        )
     return stream_id, rendition, file
 
 

@@ -12,9 +12,7 @@ from packager.errors import BadRequest, InvalidField, TooLarge
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:

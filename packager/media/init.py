@@ -11,10 +11,11 @@ from packager.errors import BadMedia
 from packager.media import boxes
 from packager.media.boxes import Box
 from packager.media.codecs import avc_codec, hevc_codec, mp4a_codec
-from packager.media.model import AUDIO, VIDEO, InitSegment, Track
+from packager.media.model import AUDIO, VIDEO, Edit, InitSegment, Track
 
 MAX_INIT_SIZE = 1 << 20  # real init segments are a few kB
 MAX_TRACKS = 8
+MAX_EDITS = 64  # encoders write one or two; bounds what a hostile elst makes us allocate
 
 _VISUAL_ENTRY = 78  # VisualSampleEntry fields after the box header (ISO/IEC 14496-12 §12.1.3)
 _AUDIO_ENTRY = 28  # AudioSampleEntry fields after the box header (§12.2.3), version 0
@@ -26,7 +27,7 @@ def parse_leaf(buf: bytes | memoryview, box: Box) -> Any:
         return Mp4Box.parse(boxes.box32(buf, box))
     except BadMedia:
         raise
-    except Exception as exc:  # construct raises many types on malformed bytes
+    except Exception as exc:  # noqa: BLE001 - construct raises many types on malformed bytes
         raise BadMedia(f"malformed {box.type.decode('latin-1')} box: {exc}") from None
 
 
@@ -104,8 +105,26 @@ def _parse_trak(data: bytes, trak: Box, trex: dict[int, tuple[int, int, int]]) -
         default_sample_duration=dur,
         default_sample_size=size,
         default_sample_flags=flags,
+        edits=_edits(data, trak),
         **fields,
     )
+
+
+def _edits(data: bytes, trak: Box) -> tuple[Edit, ...]:
+    """The trak's edit list, read raw: pymp4 has no edts/elst (§8.6.6; v1 widens both times)."""
+    elst = boxes.find_path(data, trak, b"edts", b"elst")
+    if elst is None:
+        return ()
+    p = elst.payload_start
+    if elst.end - p < 8:
+        raise BadMedia("truncated elst box")
+    version = data[p]
+    (count,) = struct.unpack_from(">I", data, p + 4)
+    entry = struct.Struct(">Qqhh" if version == 1 else ">Iihh")
+    if count > MAX_EDITS or 8 + count * entry.size > elst.end - p:
+        raise BadMedia(f"elst declares {count} entries, its box holds fewer or too many")
+    table = data[p + 8 : p + 8 + count * entry.size]
+    return tuple(Edit(dur, media_time, rate) for dur, media_time, rate, _ in entry.iter_unpack(table))
 
 
 def _mdhd_language(data: bytes, mdhd: Box) -> bytes:

@@ -11,6 +11,18 @@ AUDIO = "soun"
 
 
 @dataclass(frozen=True, slots=True)
+class Edit:
+    """One entry of a track's edit list (elst, ISO/IEC 14496-12 §8.6.6).
+
+    `duration` is in the movie timescale; `media_time` in the track's, -1 for an empty edit.
+    """
+
+    duration: int
+    media_time: int
+    rate: int = 1  # media_rate_integer; 0 is a dwell
+
+
+@dataclass(frozen=True, slots=True)
 class Track:
     """One track of an init segment: what a player and a progressive MP4 need to know of it."""
 
@@ -27,6 +39,8 @@ class Track:
     default_sample_duration: int = 0  # from trex
     default_sample_size: int = 0
     default_sample_flags: int = 0
+    # The init's edit list: a fragmented stream's presentation offset (B-frame delay, A/V lead).
+    edits: tuple[Edit, ...] = ()
 
     @property
     def is_video(self) -> bool:

@@ -7,7 +7,7 @@ there and constructors are dict-typed); tests parse every playlist back with m3u
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from packager.package import names
 from packager.store.clips import Clip, ClipRendition
@@ -16,7 +16,7 @@ VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
 
 
 def _pdt(ts: float) -> str:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

@@ -1,9 +1,9 @@
 """Playback file names: built and parsed in one place so links and routes cannot drift apart.
 
-    rec_{clip}_master.m3u8 | .mp4               adaptive playlist / highest rendition MP4
-    rec_{clip}_media_{n}_{h}.m3u8 | .mp4        one rendition
-    rec_{clip}_media_{n}_{h}_init{k}.mp4        its k-th init segment (EXT-X-MAP)
-    rec_{clip}_media_{n}_{h}_seg{i}.m4s         its i-th media segment
+rec_{clip}_master.m3u8 | .mp4               adaptive playlist / highest rendition MP4
+rec_{clip}_media_{n}_{h}.m3u8 | .mp4        one rendition
+rec_{clip}_media_{n}_{h}_init{k}.mp4        its k-th init segment (EXT-X-MAP)
+rec_{clip}_media_{n}_{h}_seg{i}.m4s         its i-th media segment
 """
 
 from __future__ import annotations

@@ -195,7 +195,8 @@ class Store:
         self.sweep_dvr(stream)
         if not 0 < duration <= stream.dvr_duration:
             raise InvalidField(
-                "duration", f"must be > 0 and <= the stream's dvr_duration ({stream.dvr_duration:g} s)"
+                "duration",
+                f"must be > 0 and <= the stream's dvr_duration ({stream.dvr_duration:g} s)",
             )
         if start is None:
             start = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -34,8 +35,10 @@ def test_ffmpeg_push_then_clip_plays_in_ffmpeg(server: Server, ffmpeg_exe: str) 
     with urllib.request.urlopen(clip["hls_master"]) as resp:
         master = m3u8.loads(resp.read().decode())
     assert [p.stream_info.resolution[1] for p in master.playlists] == [144, 240, 360]
-    assert all("avc1.42" in p.stream_info.codecs or "avc1.64" in p.stream_info.codecs
-               for p in master.playlists)
+    assert all(
+        "avc1.42" in p.stream_info.codecs or "avc1.64" in p.stream_info.codecs
+        for p in master.playlists
+    )
 
     decoded, errors = decode(ffmpeg_exe, clip["hls_master"])
     print("decoded", decoded, "of", clip["duration"])
@@ -49,7 +52,9 @@ def test_ffmpeg_push_then_clip_plays_in_ffmpeg(server: Server, ffmpeg_exe: str) 
 
 
 def test_demo_mode_serves_a_playable_clip_at_once(tmp_path: Path, ffmpeg_exe: str) -> None:
-    server = start_server(tmp_path, "--demo", command=["packager", "serve"])
+    # The console script the README runs, from the same installation as this interpreter.
+    script = str(Path(sys.executable).with_name("packager"))
+    server = start_server(tmp_path, "--demo", command=[script, "serve"])
     try:
         status, clip = server.request(
             "POST", "/streams/demo/clip_recording", {"duration": 10, "start": time.time() - 20}

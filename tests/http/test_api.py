@@ -38,8 +38,17 @@ async def test_clip_response_has_every_contract_field(service: Service) -> None:
     now = service.clock()
     clip = await service.create_clip(duration=10, start=now - 15)
     assert set(clip) >= {
-        "id", "stream_id", "created_at", "start", "duration", "expiration", "renditions",
-        "hls_master", "mp4_master", "vod_required", "video_id",
+        "id",
+        "stream_id",
+        "created_at",
+        "start",
+        "duration",
+        "expiration",
+        "renditions",
+        "hls_master",
+        "mp4_master",
+        "vod_required",
+        "video_id",
     }
     assert len(clip["id"]) == 32
     assert clip["renditions"] == ["media_1_360", "media_2_720", "media_3_1080"]
@@ -56,7 +65,11 @@ async def test_clip_response_has_every_contract_field(service: Service) -> None:
 async def test_put_creates_a_clip_as_gcore_sdks_send_it(service: Service) -> None:
     resp = await service.client.put(
         "/streams/demo/clip_recording",
-        json={"duration": 4, "start": int(service.clock()) - 10, "expiration": int(service.clock()) + 600},
+        json={
+            "duration": 4,
+            "start": int(service.clock()) - 10,
+            "expiration": int(service.clock()) + 600,
+        },
         headers={"Authorization": "Bearer test-key"},
     )
     assert resp.status == 201
@@ -76,7 +89,12 @@ async def test_list_clips_shows_only_unexpired(service: Service) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "apikey wrong"}, {"Authorization": "Basic dGVzdC1rZXk="}, {"Authorization": "apikey"}],
+    [
+        {},
+        {"Authorization": "apikey wrong"},
+        {"Authorization": "Basic dGVzdC1rZXk="},
+        {"Authorization": "apikey"},
+    ],
 )
 async def test_management_routes_need_a_key(service: Service, headers: dict[str, str]) -> None:
     for method, path in [
@@ -158,7 +176,9 @@ async def test_range_no_longer_in_dvr_is_422(service: Service) -> None:
 
 async def test_stream_without_media_is_409(service: Service) -> None:
     await service.client.post("/streams", json={"id": "idle", "name": "idle"}, headers=AUTH)
-    resp = await service.client.post("/streams/idle/clip_recording", json={"duration": 5}, headers=AUTH)
+    resp = await service.client.post(
+        "/streams/idle/clip_recording", json={"duration": 5}, headers=AUTH
+    )
     assert resp.status == 409
     assert (await resp.json())["error"] == "no_media_in_dvr"
 
@@ -173,7 +193,9 @@ async def test_stream_without_media_is_409(service: Service) -> None:
         ({"dvr_duration": 99999}, "dvr_duration"),
     ],
 )
-async def test_bad_stream_fields_are_named(service: Service, body: dict[str, Any], field: str) -> None:
+async def test_bad_stream_fields_are_named(
+    service: Service, body: dict[str, Any], field: str
+) -> None:
     resp = await service.client.post("/streams", json=body, headers=AUTH)
     assert resp.status == 400
     assert (await resp.json())["field"] == field

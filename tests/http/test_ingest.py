@@ -38,7 +38,9 @@ async def test_bad_media_is_400_and_stored_data_stays(service: Service) -> None:
 
 
 async def test_segment_before_init_is_409(service: Service) -> None:
-    resp = await service.client.put("/ingest/new/0/index0.m4s", data=service.feed.ladder[0].segments[0])
+    resp = await service.client.put(
+        "/ingest/new/0/index0.m4s", data=service.feed.ladder[0].segments[0]
+    )
     assert resp.status == 409
     assert (await resp.json())["error"] == "no_init_segment"
 

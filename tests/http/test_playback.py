@@ -89,7 +89,9 @@ async def test_playback_paths_are_matched_strictly(service: Service, name: str) 
 
 async def test_clip_is_not_reachable_through_another_stream(service: Service) -> None:
     clip = await service.create_clip(duration=4, start=service.clock() - 8)
-    await service.client.post("/streams", json={"id": "other"}, headers={"Authorization": "apikey test-key"})
+    await service.client.post(
+        "/streams", json={"id": "other"}, headers={"Authorization": "apikey test-key"}
+    )
     resp = await service.client.get(f"/rec/other/rec_{clip['id']}_master.m3u8")
     assert resp.status == 404
 

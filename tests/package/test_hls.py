@@ -42,7 +42,9 @@ def test_media_playlist_of_a_complete_clip_is_vod(fed_store: Fed) -> None:
     assert parsed.playlist_type == "vod" and parsed.is_endlist
     assert parsed.target_duration == 2 and parsed.version == 7
     assert parsed.is_independent_segments
-    assert [s.uri for s in parsed.segments] == [names.segment(clip.id, cr.name, i) for i in range(3)]
+    assert [s.uri for s in parsed.segments] == [
+        names.segment(clip.id, cr.name, i) for i in range(3)
+    ]
     assert [s.duration for s in parsed.segments] == pytest.approx([2.0, 2.0, 2.0])
     assert parsed.segments[0].init_section.uri == names.init(clip.id, cr.name, 0)
     pdts = [s.program_date_time.timestamp() for s in parsed.segments]

@@ -86,10 +86,12 @@ def test_expired_clip_is_gone_and_its_memory_freed(fed_store: Fed, clock: Manual
 
 
 def test_many_expired_clips_leave_exact_accounting(fed_store: Fed, clock: ManualClock) -> None:
-    store, feed, origin = fed_store
+    store, _, origin = fed_store
     dvr_before = store.stats().dvr_bytes
     for i in range(50):
-        store.create_clip("demo", duration=2 + i % 10, start=origin + i % 20, expiration=clock() + 60 + i)
+        store.create_clip(
+            "demo", duration=2 + i % 10, start=origin + i % 20, expiration=clock() + 60 + i
+        )
     clock.advance(3600)
     store.sweep_all()
     assert len(store.run_due()) == 50
@@ -177,7 +179,7 @@ def test_expiration_must_follow_clip_end(fed_store: Fed, clock: ManualClock) -> 
 
 
 def test_default_expiration_is_end_plus_an_hour(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, origin = fed_store
+    store, _, _ = fed_store
     clip = store.create_clip("demo", duration=4, start=clock() - 4)
     assert clip.expiration == pytest.approx(clock() + 3600)
 
