@@ -28,7 +28,7 @@ def base_url(request: web.Request) -> str:
     return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
 
 
-def _auth(request: web.Request) -> None:
+def authorize(request: web.Request) -> None:
     require_api_key(request, request.app[CONFIG].api_keys)
 
 
@@ -82,7 +82,7 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
 
 @routes.post("/streams")
 async def create_stream(request: web.Request) -> web.Response:
-    _auth(request)
+    authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
     stream = request.app[STORE].create_stream(
         string(body, "id", max_len=64),
@@ -94,14 +94,14 @@ async def create_stream(request: web.Request) -> web.Response:
 
 @routes.get("/streams")
 async def list_streams(request: web.Request) -> web.Response:
-    _auth(request)
+    authorize(request)
     store = request.app[STORE]
     return json_response([stream_view(s, request) for s in store.streams.values()])
 
 
 @routes.get("/streams/{stream_id}")
 async def get_stream(request: web.Request) -> web.Response:
-    _auth(request)
+    authorize(request)
     stream = request.app[STORE].stream(request.match_info["stream_id"])
     return json_response(stream_view(stream, request))
 
@@ -109,7 +109,7 @@ async def get_stream(request: web.Request) -> web.Response:
 @routes.post("/streams/{stream_id}/clip_recording")
 @routes.put("/streams/{stream_id}/clip_recording")
 async def create_clip(request: web.Request) -> web.Response:
-    _auth(request)
+    authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
     duration = number(body, "duration", required=True)
     assert duration is not None
@@ -125,6 +125,29 @@ async def create_clip(request: web.Request) -> web.Response:
 
 @routes.get("/streams/{stream_id}/clip_recording")
 async def list_clips(request: web.Request) -> web.Response:
-    _auth(request)
+    authorize(request)
     clips = request.app[STORE].list_clips(request.match_info["stream_id"])
     return json_response([clip_view(c, request) for c in clips])
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    """Memory held by the DVR and by clips against the budget, and counts."""
+    authorize(request)
+    s = request.app[STORE].stats()
+    return json_response(
+        {
+            "memory": {
+                "budget_bytes": s.budget,
+                "held_bytes": s.held_bytes,
+                "dvr_bytes": s.dvr_bytes,
+                "clip_only_bytes": s.clip_only_bytes,
+                "pinned_bytes": s.pinned_bytes,
+            },
+            "streams": s.streams,
+            "clips": s.clips,
+            "growing_clips": s.growing_clips,
+            "dvr_segments": s.dvr_segments,
+            "evicted_segments": s.evicted_segments,
+        }
+    )

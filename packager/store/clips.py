@@ -86,7 +86,9 @@ class Clip:
     expiration: float
     vod_required: bool
     renditions: list[ClipRendition]
+    name: str | None = None
     complete: bool = False
+    completed_at: float | None = None
     completion_note: str | None = None  # set when it completed short (the ingest stopped)
     video_id: str | None = None
 

@@ -189,6 +189,7 @@ class Store:
         start: float | None = None,
         expiration: float | None = None,
         vod_required: bool = False,
+        name: str | None = None,
     ) -> Clip:
         now = self.clock()
         stream = self.stream(stream_id)
@@ -234,6 +235,7 @@ class Store:
             expiration=expiration,
             vod_required=vod_required,
             renditions=renditions,
+            name=name,
         )
         self.clips[clip.id] = clip
         self._schedule(expiration, TimerKind.EXPIRE, clip.id)
@@ -316,6 +318,7 @@ class Store:
 
     def _complete(self, clip: Clip, note: str | None) -> None:
         clip.complete = True
+        clip.completed_at = self.clock()
         clip.completion_note = note
         growing = self._growing.get(clip.stream_id)
         if growing and clip in growing:
