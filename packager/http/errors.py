@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from packager import errors
+from packager.http.caching import CORS
 from packager.http.jsonio import json_response
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ STATUS: dict[type[errors.PackagerError], int] = {
     errors.Overloaded: 503,
     errors.BudgetExceeded: 507,
 }
+
+PUBLIC_PREFIXES = ("/rec/", "/vod/")
 
 # Errors of unknown routes and methods are short-lived, so a CDN does not pin them.
 NOT_FOUND_MAX_AGE = 5
@@ -55,6 +58,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await _map_errors(request, handler)
+    if resp.status >= 400 and request.path.startswith(PUBLIC_PREFIXES):
+        resp.headers.update(CORS)  # so a player on another origin can read the 404
+    return resp
+
+
+async def _map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.PackagerError as exc:
