@@ -90,7 +90,7 @@ class DemoFeed:
         """Push segment number `k` of the endless replay, for every rendition."""
         loops, i = divmod(k, len(self.durations))
         for rendition in self.ladder:
-            if k == 0:
+            if self.pushed == 0:  # an encoder starts with its init segment
                 self.ingest.receive(self.stream_id, rendition.name, "init.mp4", rendition.init)
             shift = {
                 tid: loops * round(self.loop_seconds * ts)
@@ -106,7 +106,7 @@ class DemoFeed:
             )
             self.ingest.receive(self.stream_id, rendition.name, "index.m3u8", playlist.encode())
             self.ingest.receive(self.stream_id, rendition.name, name, data)
-        self.pushed = k + 1
+        self.pushed += 1
 
     async def run(self, backfill_seconds: float = 30.0) -> None:
         """Fill the DVR with `backfill_seconds` of the past at once, then go on in real time."""

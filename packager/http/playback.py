@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
+import hashlib
 
 from aiohttp import web
 
 from packager.errors import ClipNotFound
+from packager.http import caching, mp4
 from packager.http.keys import STORE
+from packager.http.metrics import ROUTE_KEY
 from packager.package import hls, names
 from packager.package.names import Kind, PlaybackName
 from packager.store.clips import Clip, ClipRendition
@@ -15,7 +17,6 @@ from packager.store.clips import Clip, ClipRendition
 routes = web.RouteTableDef()
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-GROWING_MAX_AGE = 1  # a growing playlist changes every segment; let the CDN coalesce, not pin
 
 
 def _resolve(request: web.Request) -> tuple[Clip, PlaybackName]:
@@ -23,6 +24,7 @@ def _resolve(request: web.Request) -> tuple[Clip, PlaybackName]:
     parsed = names.parse(request.match_info["name"])
     if parsed is None:
         raise ClipNotFound(f"no such playback file {request.match_info['name']!r}")
+    request[ROUTE_KEY] = f"/rec/{{stream_id}}/{{{parsed.kind.value}}}"
     return request.app[STORE].clip(stream_id, parsed.clip_id), parsed
 
 
@@ -36,13 +38,28 @@ def _rendition(clip: Clip, name: PlaybackName) -> ClipRendition:
 
 
 def _headers(request: web.Request, clip: Clip, immutable: bool) -> dict[str, str]:
-    now = request.app[STORE].clock()
-    if immutable:
-        max_age = max(0, math.floor(clip.expiration - now))
-        cache = f"public, max-age={max_age}"
-    else:
-        cache = f"public, max-age={GROWING_MAX_AGE}"
-    return {"Cache-Control": cache, "Access-Control-Allow-Origin": "*"}
+    return caching.cache_headers(request.app[STORE].clock(), clip.expiration, immutable)
+
+
+def _playlist(request: web.Request, clip: Clip, text: str) -> web.Response:
+    headers = _headers(request, clip, immutable=clip.complete)
+    etag = '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
+    # A growing playlist changes within a second: only the ETag may validate it.
+    modified = clip.completed_at if clip.complete else None
+    return caching.validated(request, headers, etag, modified) or web.Response(
+        text=text, content_type=PLAYLIST_TYPE, headers=headers
+    )
+
+
+def _media(
+    request: web.Request, clip: Clip, body: bytes, content_type: str, tag: str
+) -> web.Response:
+    """Init and media segments never change for a clip: the URL is the version."""
+    headers = _headers(request, clip, immutable=True)
+    etag = f'"{clip.id}-{tag}-{len(body)}"'
+    return caching.validated(request, headers, etag, clip.created_at) or web.Response(
+        body=body, content_type=content_type, headers=headers
+    )
 
 
 @routes.get("/rec/{stream_id}/{name}")
@@ -53,26 +70,19 @@ async def playback(request: web.Request) -> web.StreamResponse:
             text = hls.master_playlist(clip)
         else:
             text = hls.media_playlist(clip, _rendition(clip, name))
-        return web.Response(
-            text=text,
-            content_type=PLAYLIST_TYPE,
-            headers=_headers(request, clip, immutable=clip.complete),
-        )
+        return _playlist(request, clip, text)
     cr = _rendition(clip, name)
     if name.kind is Kind.INIT:
         if name.index >= len(cr.inits):
             raise ClipNotFound(f"no init segment {name.index} in {cr.name}")
-        body = cr.inits[name.index].data
-        return web.Response(
-            body=body, content_type="video/mp4", headers=_headers(request, clip, immutable=True)
-        )
+        tag = f"{cr.name}-init{name.index}"
+        return _media(request, clip, cr.inits[name.index].data, "video/mp4", tag)
     if name.kind is Kind.SEGMENT:
         if name.index >= len(cr.segments):
             raise ClipNotFound(f"no segment {name.index} in {cr.name}")
-        body = cr.segments[name.index].data
-        return web.Response(
-            body=body,
-            content_type="video/iso.segment",
-            headers=_headers(request, clip, immutable=True),
-        )
-    raise ClipNotFound("progressive MP4 is not served yet")
+        tag = f"{cr.name}-seg{name.index}"
+        return _media(request, clip, cr.segments[name.index].data, "video/iso.segment", tag)
+    return await mp4.serve(request, clip, cr)
+
+
+routes.route("OPTIONS", "/rec/{stream_id}/{name}")(caching.preflight)

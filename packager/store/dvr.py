@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from packager.media.model import InitSegment
 from packager.store.segment import Segment
 
+OVERLAP_EPSILON = 0.002  # seconds
+
 
 @dataclass(frozen=True, slots=True)
 class PlaylistEntry:
@@ -49,6 +51,9 @@ class Rendition:
     def overlapping(self, start: float, end: float) -> list[Segment]:
         """Segments whose span meets [start, end): the segment-aligned cut of the contract."""
         segs = self.segments
+        # A PDT has millisecond precision: a segment must overlap by more than that to count,
+        # or a cut on a boundary would take a neighbour for a rounding error.
+        start, end = start + OVERLAP_EPSILON, end - OVERLAP_EPSILON
         # Starts are increasing within a ring (ingest refuses time going backwards).
         i = bisect.bisect_right(segs, start, key=lambda s: s.end)
         out: list[Segment] = []

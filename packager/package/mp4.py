@@ -1,0 +1,358 @@
+"""A clip rendition as one progressive MP4, computed rather than assembled (sans-IO).
+
+Like nginx-vod-module: the sample tables of the clip's fragments become a `moov`, written
+before the `mdat`; the `mdat` payload is the fragments' own sample bytes, as views of the
+stored segments. `Mp4Layout` is that file as a list of pieces with their offsets, so any byte
+range is served without producing the bytes before it, and memory is O(samples), not O(bytes).
+
+Layout of the `mdat`: per segment, one chunk per track per run of contiguous samples, in the
+order the segment stores them (ffmpeg writes the video run, then the audio run). That keeps
+audio and video interleaved every segment, `stsc`/`stco` a few entries per segment, and
+neighbouring chunks that were neighbours in the source become one piece.
+
+Timeline: decode times restart at 0 and run on through discontinuities (sample durations carry
+the timeline). The presentation is the main (video) track's: from its first shown frame to its
+end, so the file lasts exactly the clip's duration. Each track's place in it comes from the
+source's own presentation time (tfdt, composition offsets and the init's edit list), so audio
+and video stay in sync exactly as the encoder made them: a track that starts later gets an
+empty edit, a track that starts earlier (audio cut before the keyframe, AAC priming) is trimmed
+by its edit's media_time; the video's media_time is its composition delay (B-frames).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import accumulate, pairwise
+
+from packager.media import boxes, boxwriter
+from packager.media.model import InitSegment, Track, TrackSamples
+from packager.store.segment import Segment
+
+FTYP = boxwriter.ftyp(b"isom", 0x200, (b"isom", b"iso2", b"avc1", b"mp41"))
+HANDLER_NAMES = {"vide": "VideoHandler", "soun": "SoundHandler"}
+FULL_VOLUME = 0x100
+
+
+@dataclass(frozen=True, slots=True)
+class TrackTable:
+    """One output track in numbers: everything its `trak` needs, none of the sample bytes."""
+
+    track: Track  # the first init's description: handler, timescale, size, language
+    sample_entries: bytes  # the stsd's entries, one per distinct description in the clip
+    entry_count: int
+    durations: array[int]
+    sizes: array[int]
+    cts_offsets: array[int]
+    sync: array[int]
+    chunk_samples: array[int]  # samples in each chunk, in decode order
+    chunk_entries: array[int]  # 1-based sample description of each chunk
+    chunk_offsets: array[int]  # where each chunk starts, from the start of the mdat payload
+    empty: int  # presentation time before the media edit, movie timescale
+    media_time: int  # composition time where the media edit starts, track timescale
+    edit_duration: int  # length of the media edit, movie timescale
+
+    @property
+    def media_duration(self) -> int:
+        return sum(self.durations)
+
+
+@dataclass(frozen=True, slots=True)
+class Mp4Layout:
+    """The whole MP4 as pieces: `pieces[0]` is the header, the rest views of segment bytes."""
+
+    header: bytes  # ftyp + moov + mdat header
+    pieces: tuple[memoryview, ...]
+    starts: array[int]  # offset in the file of each piece
+    size: int
+
+    def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+        """The bytes [start, end) as views, found by bisection: nothing before `start` is read."""
+        start = max(0, start)
+        end = self.size if end is None else min(end, self.size)
+        if start >= end:
+            return
+        i = bisect_right(self.starts, start) - 1
+        while i < len(self.pieces) and self.starts[i] < end:
+            piece, at = self.pieces[i], self.starts[i]
+            yield piece[max(0, start - at) : min(len(piece), end - at)]
+            i += 1
+
+
+def progressive_header(
+    tables: Sequence[TrackTable], movie_timescale: int, payload_size: int, created: int = 0
+) -> bytes:
+    """ftyp + moov + mdat header for a payload whose chunks lie at the tables' offsets.
+
+    The moov's size depends only on stco vs co64, never on the offsets' values: size it once
+    with 32-bit offsets, switch to co64 if the last chunk would start past 4 GiB, then fill.
+    """
+    mdat_header = boxwriter.box_header(b"mdat", payload_size)
+    fixed = [_stbl_tables(t) for t in tables]
+    duration = max((t.empty + t.edit_duration for t in tables), default=0)
+    head = boxwriter.mvhd(movie_timescale, duration, len(tables) + 1, created)
+
+    def moov(offsets: Callable[[TrackTable], bytes]) -> bytes:
+        traks = [
+            _trak(t, number, stbl_tables, offsets(t), created)
+            for number, (t, stbl_tables) in enumerate(zip(tables, fixed), start=1)
+        ]
+        return boxwriter.box(b"moov", head, *traks)
+
+    def blank(wide: bool) -> Callable[[TrackTable], bytes]:
+        return lambda t: bytes(boxwriter.chunk_offsets_size(len(t.chunk_offsets), wide))
+
+    wide = False
+    base = len(FTYP) + len(moov(blank(wide))) + len(mdat_header)
+    last = max((max(t.chunk_offsets, default=0) for t in tables), default=0)
+    if base + last > boxwriter.U32_MAX:
+        wide = True
+        base = len(FTYP) + len(moov(blank(wide))) + len(mdat_header)
+
+    def filled(t: TrackTable) -> bytes:
+        return boxwriter.chunk_offsets([base + o for o in t.chunk_offsets], wide)
+
+    return FTYP + moov(filled) + mdat_header
+
+
+def _stbl_tables(t: TrackTable) -> bytes:
+    """Everything in stbl but the chunk offsets: built once, it is the O(samples) part."""
+    parts = [
+        boxwriter.stsd(t.sample_entries, t.entry_count),
+        boxwriter.stts(t.durations),
+    ]
+    if any(t.cts_offsets):
+        parts.append(boxwriter.ctts(t.cts_offsets))
+    sync = boxwriter.stss(t.sync)
+    if sync is not None:
+        parts.append(sync)
+    parts.append(boxwriter.stsc(t.chunk_samples, t.chunk_entries))
+    parts.append(boxwriter.stsz(t.sizes))
+    return b"".join(parts)
+
+
+def _trak(t: TrackTable, track_id: int, tables: bytes, offsets: bytes, created: int) -> bytes:
+    track = t.track
+    handler = track.handler.encode("latin-1")
+    stbl = boxwriter.box(b"stbl", tables, offsets)
+    minf = boxwriter.box(b"minf", boxwriter.media_header(handler), boxwriter.dinf(), stbl)
+    mdia = boxwriter.box(
+        b"mdia",
+        boxwriter.mdhd(track.timescale, t.media_duration, track.language, created),
+        boxwriter.hdlr(handler, HANDLER_NAMES.get(track.handler, "DataHandler")),
+        minf,
+    )
+    edits = [(t.empty, -1)] if t.empty else []
+    edits.append((t.edit_duration, t.media_time))
+    head = boxwriter.tkhd(
+        track_id,
+        t.empty + t.edit_duration,
+        width=track.width if track.is_video else 0,
+        height=track.height if track.is_video else 0,
+        volume=FULL_VOLUME if track.is_audio else 0,
+        created=created,
+    )
+    return boxwriter.box(b"trak", head, boxwriter.elst(edits), mdia)
+
+
+# ---- from segments to tables ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _TrackBuilder:
+    """Accumulates one output track while the clip's segments are walked in order."""
+
+    track: Track
+    entries: dict[bytes, int] = field(default_factory=dict)  # stsd box -> first entry index
+    entry_bytes: list[bytes] = field(default_factory=list)
+    entry_count: int = 0
+    durations: array[int] = field(default_factory=lambda: array("I"))
+    sizes: array[int] = field(default_factory=lambda: array("I"))
+    cts: array[int] = field(default_factory=lambda: array("i"))
+    sync: array[int] = field(default_factory=lambda: array("B"))
+    chunk_samples: array[int] = field(default_factory=lambda: array("I"))
+    chunk_entries: array[int] = field(default_factory=lambda: array("I"))
+    chunk_offsets: array[int] = field(default_factory=lambda: array("Q"))
+    # Source presentation time of the first shown sample, and its composition time here.
+    first_shown: Fraction | None = None
+    first_composition: int = 0
+
+    def entry_for(self, source: Track) -> int:
+        """1-based index of the source's sample description, added on first sight."""
+        index = self.entries.get(source.stsd)
+        if index is None:
+            entries, count = _sample_entries(source.stsd)
+            index = self.entries[source.stsd] = self.entry_count + 1
+            self.entry_bytes.append(entries)
+            self.entry_count += count
+        return index
+
+    def add_chunk(
+        self, samples: TrackSamples, lo: int, hi: int, source: Track, offset: int
+    ) -> None:
+        if source.timescale == self.track.timescale:
+            self.durations.extend(samples.durations[lo:hi])
+            self.cts.extend(samples.cts_offsets[lo:hi])
+        else:  # a new init with another clock: rescale, rounding on the running sum
+            ratio = Fraction(self.track.timescale, source.timescale)
+            ends = [round(t * ratio) for t in accumulate(samples.durations[lo:hi], initial=0)]
+            self.durations.extend(b - a for a, b in pairwise(ends))
+            self.cts.extend(round(c * ratio) for c in samples.cts_offsets[lo:hi])
+        self.sizes.extend(samples.sizes[lo:hi])
+        self.sync.extend(samples.sync[lo:hi])
+        self.chunk_samples.append(hi - lo)
+        self.chunk_entries.append(self.entry_for(source))
+        self.chunk_offsets.append(offset)
+
+    def note_start(self, samples: TrackSamples, source: Track, init: InitSegment) -> None:
+        """Where the track's first segment in the clip is shown, in the source's timeline."""
+        dts = samples.base_decode_time
+        composition = min(
+            d + c for d, c in zip(accumulate(samples.durations, initial=dts), samples.cts_offsets)
+        )
+        empty, media_time = _edit_offset(source, init.movie_timescale)
+        self.first_shown = empty + Fraction(composition - media_time, source.timescale)
+        # Here the first sample decodes at 0: its composition time is the same distance on.
+        self.first_composition = round(
+            (composition - dts) * Fraction(self.track.timescale, source.timescale)
+        )
+
+    def table(
+        self, window_start: Fraction, window_end: Fraction, movie_timescale: int
+    ) -> TrackTable | None:
+        """The finished track, placed in the presentation window; None if it shows nothing there."""
+        assert self.first_shown is not None
+        cts = self.cts
+        media_time = self.first_composition
+        low = min(cts, default=0)
+        if low < 0:  # ctts version 0 is what every player reads: shift, and let the edit say so
+            cts = array("i", (c - low for c in cts))
+            media_time -= low
+        timescale = self.track.timescale
+        shown_end = self.first_shown + Fraction(sum(self.durations), timescale)
+        start = max(self.first_shown, window_start)
+        end = min(shown_end, window_end)
+        if end <= start:
+            return None
+        media_time += round((start - self.first_shown) * timescale)
+        empty = round((start - window_start) * movie_timescale)
+        return TrackTable(
+            track=self.track,
+            sample_entries=b"".join(self.entry_bytes),
+            entry_count=self.entry_count,
+            durations=self.durations,
+            sizes=self.sizes,
+            cts_offsets=cts,
+            sync=self.sync,
+            chunk_samples=self.chunk_samples,
+            chunk_entries=self.chunk_entries,
+            chunk_offsets=self.chunk_offsets,
+            empty=empty,
+            media_time=media_time,
+            edit_duration=round((end - window_start) * movie_timescale) - empty,
+        )
+
+
+def _edit_offset(track: Track, movie_timescale: int) -> tuple[Fraction, int]:
+    """(seconds of empty edits before the media, media time shown then) from the init's elst."""
+    empty = 0
+    for edit in track.edits:
+        if edit.media_time == -1:
+            empty += edit.duration
+        else:
+            return Fraction(empty, movie_timescale), edit.media_time
+    return Fraction(empty, movie_timescale), 0
+
+
+def _sample_entries(stsd: bytes) -> tuple[bytes, int]:
+    """The entries of an stsd box (after its version, flags and entry_count) and their count."""
+    box = next(boxes.iter_boxes(stsd))
+    p = box.payload_start
+    count = int.from_bytes(stsd[p + 4 : p + 8], "big")
+    return stsd[p + 8 : box.end], count
+
+
+def _source_track(init: InitSegment, track: Track, rank: int) -> Track | None:
+    """The track of a (maybe later) init that continues `track`: same handler, same rank."""
+    if init.track(track.track_id) is track:
+        return track
+    same = [t for t in init.tracks if t.handler == track.handler]
+    return same[rank] if rank < len(same) else None
+
+
+def _runs(samples: TrackSamples) -> list[tuple[int, int]]:
+    """Sample index ranges whose bytes are contiguous in the segment: the chunks of the mdat."""
+    offsets, sizes = samples.offsets, samples.sizes
+    n = len(sizes)
+    if n == 0:
+        return []
+    if array("Q", accumulate(sizes[:-1], initial=offsets[0])) == offsets:
+        return [(0, n)]
+    runs: list[tuple[int, int]] = []
+    lo = 0
+    for i in range(1, n):
+        if offsets[i] != offsets[i - 1] + sizes[i - 1]:
+            runs.append((lo, i))
+            lo = i
+    runs.append((lo, n))
+    return runs
+
+
+def build_layout(segments: Sequence[Segment], created: float = 0.0) -> Mp4Layout:
+    """The progressive MP4 of one rendition's segments; `created` (unix seconds) goes in mvhd."""
+    if not segments:
+        raise ValueError("an MP4 needs at least one segment")
+    first_init = segments[0].init
+    builders = [_TrackBuilder(t) for t in first_init.tracks]
+    handlers = [t.handler for t in first_init.tracks]
+    ranks = [handlers[:i].count(h) for i, h in enumerate(handlers)]
+    main = next(b for b in builders if b.track is first_init.main)
+    pieces: list[tuple[bytes, int, int]] = []
+    payload = 0
+    for seg in segments:
+        chunks: list[tuple[int, int, _TrackBuilder, TrackSamples, int, int, Track]] = []
+        for builder, rank in zip(builders, ranks):
+            source = _source_track(seg.init, builder.track, rank)
+            samples = seg.media.track(source.track_id) if source is not None else None
+            if source is None or samples is None or samples.count == 0:
+                continue
+            if builder.first_shown is None:
+                builder.note_start(samples, source, seg.init)
+            for lo, hi in _runs(samples):
+                start = samples.offsets[lo]
+                end = samples.offsets[hi - 1] + samples.sizes[hi - 1]
+                chunks.append((start, end, builder, samples, lo, hi, source))
+        # Output offsets follow the segment's own order; each track still takes its chunks
+        # in decode order (chunks were listed so), as stsc/stco number them.
+        place: dict[int, int] = {}
+        for k in sorted(range(len(chunks)), key=lambda k: chunks[k][0]):
+            start, end = chunks[k][0], chunks[k][1]
+            place[k] = payload
+            payload += end - start
+            if pieces and pieces[-1][0] is seg.data and pieces[-1][2] == start:
+                pieces[-1] = (seg.data, pieces[-1][1], end)
+            else:
+                pieces.append((seg.data, start, end))
+        for k, (_, _, builder, samples, lo, hi, source) in enumerate(chunks):
+            builder.add_chunk(samples, lo, hi, source, place[k])
+    if main.first_shown is None:
+        raise ValueError("the segments hold no sample of the main track")
+    movie_timescale = main.track.timescale
+    window_start = main.first_shown
+    window_end = window_start + Fraction(sum(main.durations), main.track.timescale)
+    tables = [
+        table
+        for b in builders
+        if b.first_shown is not None
+        and (table := b.table(window_start, window_end, movie_timescale)) is not None
+    ]
+    header = progressive_header(
+        tables, movie_timescale, payload, round(created) + boxwriter.MAC_EPOCH if created else 0
+    )
+    views = [memoryview(header)]
+    views.extend(memoryview(data)[start:end] for data, start, end in pieces)
+    starts = array("Q", accumulate((len(v) for v in views[:-1]), initial=0))
+    return Mp4Layout(header, tuple(views), starts, len(header) + payload)

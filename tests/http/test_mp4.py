@@ -1,0 +1,307 @@
+"""Progressive MP4 links over HTTP: headers, Range, 425 while recording, cache, ffmpeg."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from packager.clock import ManualClock
+from packager.config import Config
+from packager.demo import DemoFeed, RecordedRendition
+from packager.http import mp4 as mp4_http
+from packager.http.app import create_app
+from packager.http.keys import INGEST, STORE
+from packager.package import mp4 as mp4_package
+from packager.store.clips import Clip
+from tests.conftest import T0, feed_past
+from tests.http.conftest import Service
+from tests.mp4_support import AAC_FRAME, VIDEO_FRAME, ServerThread, decode_with_ffmpeg, top_boxes
+
+HEIGHTS = {"media_1_360", "media_2_720", "media_3_1080"}
+
+
+async def _clip(service: Service, seconds: float = 4, ago: float = 10, **body: Any) -> str:
+    made = await service.create_clip(duration=seconds, start=service.clock() - ago, **body)
+    return f"/rec/demo/rec_{made['id']}"
+
+
+async def test_mp4_links_serve_a_whole_progressive_file_with_its_headers(service: Service) -> None:
+    base = await _clip(service)
+    stored = service.store.clip("demo", base.rsplit("_", 1)[1])
+    bodies = {}
+    for name in ["master", *sorted(HEIGHTS)]:
+        resp = await service.client.get(f"{base}_{name}.mp4")
+        assert resp.status == 200
+        body = await resp.read()
+        bodies[name] = body
+        assert resp.headers["Content-Type"] == "video/mp4"
+        assert int(resp.headers["Content-Length"]) == len(body)
+        assert resp.headers["Accept-Ranges"] == "bytes"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        etag = resp.headers["ETag"]
+        assert etag.startswith('"') and stored.id in etag and not etag.startswith("W/")
+        assert parsedate_to_datetime(resp.headers["Last-Modified"]).timestamp() <= service.clock()
+        ttl = int(resp.headers["Cache-Control"].removeprefix("public, max-age="))
+        assert ttl == math.floor(stored.expiration - service.clock())
+        assert [b[0] for b in top_boxes(body)] == [b"ftyp", b"moov", b"mdat"]
+    assert bodies["master"] == bodies["media_3_1080"]
+    disposition = (await service.client.head(f"{base}_media_1_360.mp4")).headers[
+        "Content-Disposition"
+    ]
+    assert disposition.startswith('inline; filename="demo_')
+    assert disposition.endswith('_media_1_360.mp4"')
+
+
+async def test_head_answers_the_headers_without_a_body(service: Service) -> None:
+    base = await _clip(service)
+    get = await service.client.get(f"{base}_master.mp4")
+    size = len(await get.read())
+    head = await service.client.head(f"{base}_master.mp4")
+    assert head.status == 200
+    assert int(head.headers["Content-Length"]) == size
+    assert head.headers["ETag"] == get.headers["ETag"]
+    assert await head.read() == b""
+
+
+async def test_one_range_answers_206_with_exactly_that_slice(service: Service) -> None:
+    base = await _clip(service)
+    full = await (await service.client.get(f"{base}_media_2_720.mp4")).read()
+    a, b = len(full) // 3, len(full) // 3 + 99_999
+    resp = await service.client.get(f"{base}_media_2_720.mp4", headers={"Range": f"bytes={a}-{b}"})
+    assert resp.status == 206
+    assert resp.headers["Content-Range"] == f"bytes {a}-{b}/{len(full)}"
+    assert await resp.read() == full[a : b + 1]
+    tail = await service.client.get(f"{base}_media_2_720.mp4", headers={"Range": "bytes=-500"})
+    assert tail.status == 206 and await tail.read() == full[-500:]
+
+
+async def test_safari_probe_gets_two_bytes_and_the_total_length(service: Service) -> None:
+    base = await _clip(service)
+    resp = await service.client.get(f"{base}_master.mp4", headers={"Range": "bytes=0-1"})
+    assert resp.status == 206
+    assert resp.headers["Content-Length"] == "2"
+    total = int(resp.headers["Content-Range"].rsplit("/", 1)[1])
+    assert resp.headers["Content-Range"] == f"bytes 0-1/{total}"
+    assert await resp.read() == b"\x00\x00"  # the first two bytes of ftyp's size
+
+
+@pytest.mark.parametrize("asked", ["bytes={size}-", "bytes={size}-{more}", "bytes=-0"])
+async def test_a_range_past_the_end_answers_416_with_the_length(
+    service: Service, asked: str
+) -> None:
+    base = await _clip(service)
+    size = int((await service.client.head(f"{base}_master.mp4")).headers["Content-Length"])
+    header = asked.format(size=size, more=size + 10)
+    resp = await service.client.get(f"{base}_master.mp4", headers={"Range": header})
+    assert resp.status == 416
+    assert resp.headers["Content-Range"] == f"bytes */{size}"
+    assert (await resp.json())["error"] == "range_not_satisfiable"
+
+
+@pytest.mark.parametrize("asked", ["bytes=0-1,5-9", "bytes=9-5", "items=0-1", "bytes=x-"])
+async def test_several_or_malformed_ranges_get_the_whole_file(service: Service, asked: str) -> None:
+    base = await _clip(service)
+    resp = await service.client.get(f"{base}_master.mp4", headers={"Range": asked})
+    assert resp.status == 200
+    assert len(await resp.read()) == int(resp.headers["Content-Length"])
+
+
+async def test_if_range_sends_the_range_only_for_the_same_file(service: Service) -> None:
+    base = await _clip(service)
+    head = await service.client.head(f"{base}_master.mp4")
+    size = int(head.headers["Content-Length"])
+    for validator in (head.headers["ETag"], head.headers["Last-Modified"]):
+        same = await service.client.get(
+            f"{base}_master.mp4", headers={"Range": "bytes=10-19", "If-Range": validator}
+        )
+        assert same.status == 206 and len(await same.read()) == 10
+    for stale in ('"another-file"', "W/" + head.headers["ETag"], "Thu, 01 Jan 1970 00:00:00 GMT"):
+        other = await service.client.get(
+            f"{base}_master.mp4", headers={"Range": "bytes=10-19", "If-Range": stale}
+        )
+        assert other.status == 200 and len(await other.read()) == size
+
+
+async def test_a_cached_copy_is_revalidated_with_304(service: Service) -> None:
+    base = await _clip(service)
+    first = await service.client.get(f"{base}_master.mp4")
+    resp = await service.client.get(
+        f"{base}_master.mp4", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert resp.status == 304
+    assert resp.headers["ETag"] == first.headers["ETag"]
+
+
+async def test_a_clip_still_recording_answers_425_until_its_end(service: Service) -> None:
+    now = service.clock()
+    made = await service.create_clip(duration=5, start=now - 1)
+    path = f"/rec/demo/rec_{made['id']}_master.mp4"
+    resp = await service.client.get(path)
+    assert resp.status == 425
+    assert (await resp.json())["error"] == "too_early"
+    retry = int(resp.headers["Retry-After"])
+    assert 4 <= retry <= 4 + mp4_http.RETRY_MARGIN + 1
+    assert (await service.client.head(path)).status == 425
+    k = service.feed.pushed
+    while not service.store.clip("demo", made["id"]).complete:
+        service.clock.advance(2)
+        service.feed.push(k, service.feed.segment_start(k, service.origin))
+        k += 1
+    assert (await service.client.get(path)).status == 200
+
+
+async def test_the_layout_is_built_once_and_freed_when_the_clip_expires(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+
+    def counting(*args: Any) -> mp4_package.Mp4Layout:
+        builds.append(1)
+        return mp4_package.build_layout(*args)
+
+    monkeypatch.setattr(mp4_http, "build_layout", counting)
+    now = service.clock()
+    base = await _clip(service, expiration=now + 120)
+    path = f"{base}_media_1_360.mp4"
+    # A burst of first requests (a player's Range probes) shares one build.
+    answers = await asyncio.gather(
+        *(service.client.get(path, headers={"Range": f"bytes={i}-"}) for i in range(5))
+    )
+    assert [r.status for r in answers] == [206] * 5
+    await service.client.get(path)
+    await service.client.head(path)
+    assert len(builds) == 1
+    cache = mp4_http.files(service.store)
+    assert len(cache) == 1
+    service.clock.advance(121)
+    service.store.run_due()
+    assert len(cache) == 0
+    assert (await service.client.get(path)).status == 404
+
+
+async def test_a_rendition_the_clip_lacks_answers_404(service: Service) -> None:
+    base = await _clip(service)
+    assert (await service.client.get(f"{base}_media_4_2160.mp4")).status == 404
+    assert (await service.client.get(f"{base}_media_1_720.mp4")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-1", (0, 2)),
+        ("bytes=5-", (5, 100)),
+        ("bytes=-10", (90, 100)),
+        ("bytes=-1000", (0, 100)),
+        ("bytes=90-1000", (90, 100)),
+        ("Bytes = 3 - 4", (3, 5)),
+        ("bytes=0-1,3-4", None),
+        ("bytes=4-3", None),
+        ("bytes=-", None),
+        ("pages=1-2", None),
+        ("bytes=١-٢", None),  # noqa: RUF001 - non-ASCII digits are not digits here
+    ],
+)
+def test_byte_range_parsing(header: str, expected: tuple[int, int] | None) -> None:
+    assert mp4_http.byte_range(header, 100) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=100-200", "bytes=-0"])
+def test_byte_range_past_the_end_is_unsatisfiable(header: str) -> None:
+    with pytest.raises(mp4_http.RangeNotSatisfiable):
+        mp4_http.byte_range(header, 100)
+
+
+# ---- against a real server on a loopback port ------------------------------------------------
+
+
+@dataclass
+class Live:
+    server: ServerThread
+    clip: Clip
+    bodies: dict[str, bytes]
+
+    def path(self, name: str) -> str:
+        return f"/rec/demo/rec_{self.clip.id}_{name}.mp4"
+
+    def get(
+        self, name: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            conn.request("GET", self.path(name), headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, ladder: list[RecordedRendition]
+) -> Iterator[Live]:
+    clock = ManualClock(T0)
+    config = Config(memory_budget=1 << 30, data_dir=tmp_path_factory.mktemp("mp4"))
+    app = create_app(config, clock=clock, timers=False)
+    origin = feed_past(DemoFeed(app[INGEST], ladder, clock), clock, 15)
+    # Starts inside replay segment 1 of loop 1 (audio leads video there); 3 segments, 6 s.
+    clip = app[STORE].create_clip("demo", duration=5, start=origin + 15)
+    with ServerThread(app) as server:
+        result = Live(server, clip, {})
+        for name in ["master", *sorted(HEIGHTS)]:
+            status, _, body = result.get(name)
+            assert status == 200
+            result.bodies[name] = body
+        yield result
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_single_range_is_that_slice_of_the_whole_body(live: Live, data: st.DataObject) -> None:
+    body = live.bodies["media_1_360"]
+    size = len(body)
+    offset = st.integers(0, size + 100)
+    form = data.draw(st.sampled_from(["a-b", "a-", "-n"]))
+    if form == "a-b":
+        a = data.draw(offset)
+        b = data.draw(st.integers(a, size + 100))
+        header, expected = f"bytes={a}-{b}", (a, min(b + 1, size))
+    elif form == "a-":
+        a = data.draw(offset)
+        header, expected = f"bytes={a}-", (a, size)
+    else:
+        n = data.draw(offset)
+        header, expected = f"bytes=-{n}", (max(0, size - n), size)
+    status, headers, got = live.get("media_1_360", {"Range": header})
+    if expected[0] >= size or (form == "-n" and n == 0):
+        assert status == 416 and headers["Content-Range"] == f"bytes */{size}"
+        return
+    assert status == 206
+    assert got == body[expected[0] : expected[1]]
+    assert headers["Content-Range"] == f"bytes {expected[0]}-{expected[1] - 1}/{size}"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["master", *sorted(HEIGHTS)])
+def test_ffmpeg_decodes_every_mp4_over_http_from_zero_to_the_clip_end(
+    live: Live, ffmpeg_exe: str, name: str
+) -> None:
+    seen = decode_with_ffmpeg(ffmpeg_exe, live.server.base + live.path(name))
+    assert seen.errors == ""
+    duration = live.clip.duration
+    assert duration == 6
+    assert seen.start == 0
+    assert seen.video_first == 0
+    assert abs(Fraction(seen.audio_first)) <= AAC_FRAME
+    assert abs(seen.duration - duration) <= VIDEO_FRAME
+    assert abs(seen.video_end - duration) <= VIDEO_FRAME
+    assert seen.audio_end <= duration + float(AAC_FRAME)
