@@ -13,7 +13,8 @@ from typing import Any
 
 from packager.config import Config, parse_size
 
-DEMO_API_KEY = "demo"  # --demo without keys: a documented key, the demo is for trying things
+DEMO_API_KEY = "demo"
+SHUTDOWN_TIMEOUT = 30.0  # --demo without keys: a documented key, the demo is for trying things
 
 
 def _env(name: str) -> str | None:
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def serve(config: Config) -> None:
     from aiohttp import web
 
+    from packager.http.accesslog import JsonAccessLogger
     from packager.http.app import create_app
 
     try:
@@ -112,7 +114,16 @@ def serve(config: Config) -> None:
             file=sys.stderr,
             flush=True,
         )
-    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=logging.getLogger("packager.access"),
+        access_log_class=JsonAccessLogger,
+        # SIGTERM: stop accepting, let in-flight downloads finish, then run cleanup (VOD writes).
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from packager.http import api, ingest, livepeer, playback
 from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, INGEST, STORE
+from packager.http.metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from packager.ingest import Ingest
 from packager.store.store import Limits, Store
 
@@ -24,8 +25,29 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_PERIOD = 1.0  # the DVR rolls at least this often even with no ingest
 
 
+READY = web.AppKey("ready", dict[str, bool])
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers."""
     return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: started and not shutting down (a load balancer stops sending new work)."""
+    if not request.app[READY]["ready"]:
+        return json_response({"status": "shutting down"}, status=503)
+    return json_response({"status": "ready"})
+
+
+async def _readiness(app: web.Application) -> AsyncIterator[None]:
+    app[READY]["ready"] = True
+    yield
+    app[READY]["ready"] = False
+
+
+async def _not_ready(app: web.Application) -> None:
+    app[READY]["ready"] = False
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:
@@ -64,7 +86,7 @@ async def _demo(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config, clock: Clock = system_clock, timers: bool = True) -> web.Application:
     """`timers=False` leaves firing timers to the caller (tests with a manual clock)."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[metrics_middleware, error_middleware],
         client_max_size=config.max_api_body,
     )
     store = Store(
@@ -76,7 +98,13 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
     app[CONFIG] = config
     app[STORE] = store
     app[INGEST] = Ingest(store)
+    app[METRICS] = Metrics(store)
+    app[READY] = {"ready": False}
+    app.on_shutdown.append(_not_ready)
+    app.cleanup_ctx.append(_readiness)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_routes(ingest.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(livepeer.routes)

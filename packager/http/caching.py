@@ -14,7 +14,9 @@ GROWING_MAX_AGE = 1
 CORS = {
     "Access-Control-Allow-Origin": "*",
     # hls.js and <video> read these on cross-origin responses (Range replies, validators).
-    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag, Age",
+    "Access-Control-Expose-Headers": (
+        "Content-Length, Content-Range, Accept-Ranges, ETag, Age, Content-Disposition"
+    ),
 }
 PREFLIGHT = {
     **CORS,

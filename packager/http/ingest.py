@@ -6,10 +6,11 @@ import re
 
 from aiohttp import web
 
-from packager.errors import NotFound
+from packager.errors import NotFound, PackagerError
 from packager.http.auth import require_ingest_key
 from packager.http.jsonio import json_response, read_limited
 from packager.http.keys import CONFIG, INGEST
+from packager.http.metrics import METRICS
 from packager.ingest import Received
 from packager.store.store import STREAM_ID
 
@@ -40,7 +41,14 @@ async def receive(request: web.Request) -> web.Response:
     require_ingest_key(request, config.ingest_key)
     stream_id, rendition, file = _check_path(request)
     body = await read_limited(request, config.max_segment_bytes)
-    result = request.app[INGEST].receive(stream_id, rendition, file, body)
+    metrics = request.app[METRICS]
+    try:
+        result = request.app[INGEST].receive(stream_id, rendition, file, body)
+    except PackagerError:
+        metrics.ingest.labels("rejected").inc()
+        raise
+    metrics.ingest.labels(result.kind.value).inc()
+    metrics.ingest_bytes.inc(len(body))
     status = 201 if result.kind in (Received.INIT, Received.SEGMENT) else 200
     return json_response({"received": result.kind.value}, status=status)
 

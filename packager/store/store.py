@@ -62,6 +62,7 @@ class StoreStats:
     growing_clips: int
     dvr_segments: int
     evicted_segments: int
+    expired_clips: int
 
     @property
     def held_bytes(self) -> int:
@@ -90,6 +91,7 @@ class Store:
         self.pinned_bytes = 0  # held by at least one clip, in the DVR or not
         self.dvr_segments = 0
         self.evicted_segments = 0
+        self.expired_clips = 0
         self.on_complete: list[Callable[[Clip], None]] = []
         self.on_expire: list[Callable[[Clip], None]] = []
 
@@ -367,6 +369,7 @@ class Store:
 
     def _expire(self, clip: Clip) -> None:
         del self.clips[clip.id]
+        self.expired_clips += 1
         growing = self._growing.get(clip.stream_id)
         if growing and clip in growing:
             growing.remove(clip)
@@ -387,4 +390,5 @@ class Store:
             growing_clips=sum(len(v) for v in self._growing.values()),
             dvr_segments=self.dvr_segments,
             evicted_segments=self.evicted_segments,
+            expired_clips=self.expired_clips,
         )

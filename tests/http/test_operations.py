@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.http.conftest import Service
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    """A sample read with Prometheus' own parser of the exposition format."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} not in metrics")
+
+
+async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) -> None:
+    clip = await service.create_clip(duration=4, start=service.clock() - 8)
+    seg = await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360_seg0.m4s")
+    size = len(await seg.read())
+    await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360_seg0.m4s")
+    await service.client.get("/rec/demo/rec_" + "0" * 32 + "_master.m3u8")
+    await service.client.put("/ingest/demo/0/bad.m4s", data=b"junk")
+    resp = await service.client.get("/metrics")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    seg = "/rec/{stream_id}/{segment}"
+    requests = "packager_http_requests_total"
+    assert _value(text, requests, route=seg, method="GET", status="200") == 2
+    assert _value(text, "packager_http_response_bytes_total", route=seg) == 2 * size
+    m3u8 = "/rec/{stream_id}/{m3u8}"
+    assert _value(text, requests, route=m3u8, method="GET", status="404") == 1
+    assert _value(text, "packager_ingest_files_total", kind="rejected") == 1
+    stats = service.store.stats()
+    assert _value(text, "packager_memory_bytes", holder="dvr") == stats.dvr_bytes
+    assert _value(text, "packager_active_clips") == 1
+    assert _value(text, "packager_memory_budget_bytes") == 1 << 30
+    assert "packager_http_request_seconds_bucket" in text
+    assert "packager_dvr_evictions_total" in text
+
+
+async def test_health_and_readiness(service: Service) -> None:
+    assert (await service.client.get("/healthz")).status == 200
+    ready = await service.client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["status"] == "ready"
