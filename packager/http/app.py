@@ -17,6 +17,7 @@ from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, INGEST, STORE
 from packager.http.metrics import METRICS, Metrics, metrics_handler, metrics_middleware
+from packager.http.mp4 import MP4_FILES, Mp4Files
 from packager.ingest import Ingest
 from packager.store.store import Limits, Store
 
@@ -99,6 +100,8 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
     app[STORE] = store
     app[INGEST] = Ingest(store)
     app[METRICS] = Metrics(store)
+    app[MP4_FILES] = Mp4Files(app[METRICS].remux_seconds.observe)
+    store.on_expire.append(app[MP4_FILES].forget)
     app[READY] = {"ready": False}
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.append(_readiness)

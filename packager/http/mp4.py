@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from weakref import WeakKeyDictionary
 
 from aiohttp import hdrs, web
 
@@ -24,7 +25,6 @@ from packager.http.errors import error_response
 from packager.http.keys import STORE
 from packager.package.mp4 import Mp4Layout, build_layout
 from packager.store.clips import Clip, ClipRendition
-from packager.store.store import Store
 
 # asyncio keeps whatever the socket does not take at once in its own buffer (a copy): writing
 # in slices this big bounds that copy, so a slow client costs O(slice), not O(segment).
@@ -48,9 +48,10 @@ class Mp4Files:
     """Built files of complete clip renditions by (clip id, rendition): one build per rendition,
     shared by every request, dropped when the clip expires."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe_build: Callable[[float], None] = lambda seconds: None) -> None:
         self._files: dict[tuple[str, str], Mp4File] = {}
         self._building: dict[tuple[str, str], asyncio.Future[Mp4File]] = {}
+        self._observe_build = observe_build
 
     def __len__(self) -> int:
         return len(self._files)
@@ -73,7 +74,9 @@ class Mp4Files:
         try:
             # O(samples) of pure Python (~0.2 s for an hour): in a thread, so other requests
             # keep flowing while a long clip's tables are built.
+            started = time.perf_counter()
             layout = await asyncio.to_thread(build_layout, list(cr.segments), clip.start)
+            self._observe_build(time.perf_counter() - started)
         finally:
             expired = self._building.pop(key, None) is None
         built = _describe(clip, cr, layout, now)
@@ -88,16 +91,7 @@ class Mp4Files:
             self._building.pop((clip.id, cr.name), None)
 
 
-_FILES: WeakKeyDictionary[Store, Mp4Files] = WeakKeyDictionary()
-
-
-def files(store: Store) -> Mp4Files:
-    """The MP4 cache of a store, registered with its expiry hooks on first use."""
-    cache = _FILES.get(store)
-    if cache is None:
-        cache = _FILES[store] = Mp4Files()
-        store.on_expire.append(cache.forget)
-    return cache
+MP4_FILES = web.AppKey("mp4_files", Mp4Files)
 
 
 def _describe(clip: Clip, cr: ClipRendition, layout: Mp4Layout, now: float) -> Mp4File:
@@ -170,7 +164,7 @@ async def serve(request: web.Request, clip: Clip, cr: ClipRendition) -> web.Stre
         raise TooEarly(f"clip {clip.id} is still being recorded; its MP4 is ready at its end", wait)
     if not cr.segments:
         raise ClipNotFound(f"rendition {cr.name} of clip {clip.id} holds no media")
-    file = await files(store).get(clip, cr, now)
+    file = await request.app[MP4_FILES].get(clip, cr, now)
     size = file.layout.size
     headers = caching.cache_headers(now, clip.expiration, immutable=True)
     headers[hdrs.ETAG] = file.etag

@@ -181,7 +181,7 @@ async def test_the_layout_is_built_once_and_freed_when_the_clip_expires(
     await service.client.get(path)
     await service.client.head(path)
     assert len(builds) == 1
-    cache = mp4_http.files(service.store)
+    cache = service.app[mp4_http.MP4_FILES]
     assert len(cache) == 1
     service.clock.advance(121)
     service.store.run_due()

@@ -21,6 +21,8 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360_seg0.m4s")
     await service.client.get("/rec/demo/rec_" + "0" * 32 + "_master.m3u8")
     await service.client.put("/ingest/demo/0/bad.m4s", data=b"junk")
+    mp4 = await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")
+    assert mp4.status == 200 and len(await mp4.read()) > 0
     resp = await service.client.get("/metrics")
     assert resp.status == 200
     assert resp.content_type == "text/plain"
@@ -36,6 +38,7 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     assert _value(text, "packager_memory_bytes", holder="dvr") == stats.dvr_bytes
     assert _value(text, "packager_active_clips") == 1
     assert _value(text, "packager_memory_budget_bytes") == 1 << 30
+    assert _value(text, "packager_mp4_layout_seconds_count") == 1
     assert "packager_http_request_seconds_bucket" in text
     assert "packager_dvr_evictions_total" in text
 
