@@ -12,7 +12,7 @@ from aiohttp import web
 from packager.clock import Clock, system_clock
 from packager.config import Config
 from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
-from packager.http import api, ingest, livepeer, playback
+from packager.http import api, ingest, livepeer, playback, videos
 from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, INGEST, STORE
@@ -111,6 +111,7 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
     app.router.add_routes(ingest.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(livepeer.routes)
+    videos.setup(app)
     app.router.add_routes(playback.routes)
     if timers:
         app.cleanup_ctx.append(_timers)

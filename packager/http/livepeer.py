@@ -10,45 +10,24 @@ from packager.errors import InvalidField
 from packager.http.api import authorize, base_url
 from packager.http.jsonio import json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, STORE
+from packager.http.videos import VIDEOS, video_url
 from packager.package import names
-from packager.store.clips import Clip, ClipRendition
+from packager.package.spec import video_spec
+from packager.store.clips import Clip
 
 routes = web.RouteTableDef()
-
-# Livepeer names codecs, not RFC 6381 strings.
-_CODEC_NAMES = {"avc1": "h264", "avc3": "h264", "hvc1": "hevc", "hev1": "hevc", "mp4a": "aac"}
-
-
-def _codec_name(rfc6381: str) -> str:
-    return _CODEC_NAMES.get(rfc6381.split(".", 1)[0], rfc6381.split(".", 1)[0].lower())
-
-
-def _tracks(cr: ClipRendition, duration: float) -> list[dict[str, Any]]:
-    tracks: list[dict[str, Any]] = []
-    for track in cr.init.tracks:
-        samples = [s.media.track(track.track_id) for s in cr.segments]
-        size = sum(t.total_size for t in samples if t is not None)
-        entry: dict[str, Any] = {
-            "type": "video" if track.is_video else "audio" if track.is_audio else track.handler,
-            "codec": _codec_name(track.codec),
-            "bitrate": round(size * 8 / duration) if duration > 0 else 0,
-            "duration": round(duration, 3),
-        }
-        if track.is_video:
-            entry.update(width=track.width, height=track.height, fps=round(cr.frame_rate() or 0, 3))
-        elif track.is_audio:
-            entry.update(channels=track.channels, sampleRate=track.sample_rate)
-        tracks.append(entry)
-    return tracks
 
 
 def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
     """One clip as Livepeer's Asset: the highest rendition describes the video."""
     prefix = f"{base_url(request)}/rec/{clip.stream_id}/"
-    ref = clip.reference
-    duration = clip.duration
-    ready = clip.complete and (not clip.vod_required or clip.video_id is not None)
+    video = request.app[VIDEOS].get(clip.video_id) if clip.video_id else None
+    ready = clip.complete and (not clip.vod_required or video is not None)
     updated = clip.completed_at if clip.completed_at is not None else clip.created_at
+    status: dict[str, Any] = {"phase": "ready" if ready else "uploading"}
+    if clip.vod_error:
+        status = {"phase": "failed", "errorMessage": clip.vod_error}
+    status["updatedAt"] = round(updated * 1000)
     asset: dict[str, Any] = {
         "id": clip.id,
         "playbackId": clip.id,
@@ -57,14 +36,14 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "playbackUrl": prefix + names.playlist(clip.id),
         "downloadUrl": prefix + names.mp4(clip.id),
         "createdAt": round(clip.created_at * 1000),
-        "status": {"phase": "ready" if ready else "uploading", "updatedAt": round(updated * 1000)},
-        "videoSpec": {
-            "format": "mp4",
-            "duration": round(duration, 3),
-            "bitrate": ref.average_bitrate(),
-            "tracks": _tracks(ref, duration),
-        },
+        "status": status,
+        "videoSpec": video_spec(clip.reference, clip.duration),
     }
+    if video is not None:
+        # The durable copy: its size and hash, and a download that outlives the clip.
+        asset["downloadUrl"] = video_url(request, video)
+        asset["size"] = video.master.size
+        asset["hash"] = [{"hash": video.master.sha256, "algorithm": "sha256"}]
     return asset
 
 

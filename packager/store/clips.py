@@ -91,6 +91,7 @@ class Clip:
     completed_at: float | None = None
     completion_note: str | None = None  # set when it completed short (the ingest stopped)
     video_id: str | None = None
+    vod_error: str | None = None  # why the durable copy could not be written
 
     @property
     def reference(self) -> ClipRendition:

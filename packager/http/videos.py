@@ -1,0 +1,186 @@
+"""Durable VOD copies: written when a `vod_required` clip completes, served after it expires."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from packager.errors import VideoNotFound
+from packager.http import caching
+from packager.http.api import base_url
+from packager.http.auth import require_api_key
+from packager.http.jsonio import json_response
+from packager.http.keys import CONFIG, STORE
+from packager.http.mp4 import MP4_FILES, Mp4Files
+from packager.package.spec import video_spec
+from packager.store.clips import Clip
+from packager.store.videos import VIDEO_ID, Video, VideoFile, VideoLibrary
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+VOD_MAX_AGE = 86400  # a saved video never changes; a day keeps a CDN from asking often
+
+
+class VideoSaver:
+    """Store hook: writes a completed `vod_required` clip to disk in a thread."""
+
+    def __init__(self, library: VideoLibrary, files: Mp4Files) -> None:
+        self.library = library
+        self.files = files
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def on_complete(self, clip: Clip) -> None:
+        if not clip.vod_required or clip.video_id is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self._save(clip))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _save(self, clip: Clip) -> None:
+        try:
+            renditions = [cr for cr in clip.renditions if cr.segments]
+            if not renditions:
+                raise ValueError("the clip holds no media to save")
+            bodies = []
+            for cr in renditions:
+                built = await self.files.get(clip, cr, clip.completed_at or clip.created_at)
+                video = cr.init.video
+                info = VideoFile(
+                    rendition=cr.name,
+                    size=0,
+                    sha256="",
+                    width=video.width if video else 0,
+                    height=video.height if video else 0,
+                    codecs=cr.init.codecs,
+                    bandwidth=cr.average_bitrate(),
+                )
+                bodies.append((info, built.layout.iter_range()))
+            draft = Video(
+                id=secrets.token_hex(16),
+                clip_id=clip.id,
+                stream_id=clip.stream_id,
+                name=clip.name,
+                created_at=clip.completed_at or clip.created_at,
+                start=clip.start,
+                duration=clip.duration,
+                spec=video_spec(clip.reference, clip.duration),
+            )
+            saved = await asyncio.to_thread(self.library.write, draft, bodies)
+            clip.video_id = saved.id
+            log.info("clip %s saved as video %s", clip.id, saved.id)
+        except Exception as exc:
+            log.exception("saving clip %s failed", clip.id)
+            clip.vod_error = f"saving the VOD failed: {exc}"
+
+    async def drain(self) -> None:
+        """Graceful shutdown: let every write under way finish."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+
+VIDEOS = web.AppKey("videos", VideoLibrary)
+SAVER = web.AppKey("video_saver", VideoSaver)
+
+
+def video_url(request: web.Request, video: Video, rendition: str = "master") -> str:
+    return f"{base_url(request)}/vod/{video.id}/{rendition}.mp4"
+
+
+def video_view(request: web.Request, video: Video) -> dict[str, Any]:
+    return {
+        "id": video.id,
+        "clip_id": video.clip_id,
+        "stream_id": video.stream_id,
+        "name": video.name,
+        "created_at": video.created_at,
+        "start": round(video.start, 3),
+        "duration": round(video.duration, 3),
+        "mp4_master": video_url(request, video),
+        "renditions": [
+            {
+                "name": f.rendition,
+                "width": f.width,
+                "height": f.height,
+                "codecs": f.codecs,
+                "bandwidth": f.bandwidth,
+                "size": f.size,
+                "sha256": f.sha256,
+                "download_url": video_url(request, video, f.rendition),
+            }
+            for f in video.files
+        ],
+        "videoSpec": video.spec,
+    }
+
+
+def _video(request: web.Request) -> Video:
+    video_id = request.match_info["video_id"]
+    video = request.app[VIDEOS].get(video_id) if VIDEO_ID.fullmatch(video_id) else None
+    if video is None:
+        raise VideoNotFound(f"no video {video_id!r}")
+    return video
+
+
+@routes.get("/videos")
+async def list_videos(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[CONFIG].api_keys)
+    videos = sorted(request.app[VIDEOS].videos.values(), key=lambda v: v.created_at)
+    return json_response([video_view(request, v) for v in videos])
+
+
+@routes.get("/videos/{video_id}")
+async def get_video(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[CONFIG].api_keys)
+    return json_response(video_view(request, _video(request)))
+
+
+@routes.delete("/videos/{video_id}")
+async def delete_video(request: web.Request) -> web.Response:
+    require_api_key(request, request.app[CONFIG].api_keys)
+    video = _video(request)
+    await asyncio.to_thread(request.app[VIDEOS].delete, video.id)
+    return web.Response(status=204)
+
+
+@routes.get("/vod/{video_id}/{file}")
+async def download(request: web.Request) -> web.StreamResponse:
+    """Public, like playback links: the unguessable id is the capability."""
+    video = _video(request)
+    name = request.match_info["file"].removesuffix(".mp4")
+    file = video.master if name == "master" else video.file(name)
+    if file is None or not request.match_info["file"].endswith(".mp4"):
+        raise VideoNotFound(f"video {video.id} has no {request.match_info['file']!r}")
+    headers = {
+        "Cache-Control": f"public, max-age={VOD_MAX_AGE}",
+        "Content-Disposition": f'inline; filename="{video.stream_id}_{video.id[:8]}_{file.rendition}.mp4"',
+        **caching.CORS,
+    }
+    # FileResponse does HEAD, Range (206/416), ETag, Last-Modified and 304 for a real file.
+    return web.FileResponse(request.app[VIDEOS].path(video, file.rendition), headers=headers)
+
+
+routes.route("OPTIONS", "/vod/{video_id}/{file}")(caching.preflight)
+
+
+async def video_context(app: web.Application) -> AsyncIterator[None]:
+    """Index saved videos at start-up; let writes under way finish at shutdown."""
+    await asyncio.to_thread(app[VIDEOS].load)
+    yield
+    await app[SAVER].drain()
+
+
+def setup(app: web.Application) -> None:
+    library = VideoLibrary(app[CONFIG].data_dir)
+    saver = VideoSaver(library, app[MP4_FILES])
+    app[VIDEOS] = library
+    app[SAVER] = saver
+    app[STORE].on_complete.append(saver.on_complete)
+    app.cleanup_ctx.append(video_context)
+    app.router.add_routes(routes)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import hashlib
+
+from packager.http.videos import SAVER
+from tests.http.conftest import AUTH, Service
+
+
+async def _saved_clip(service: Service) -> dict[str, object]:
+    now = service.clock()
+    clip = await service.create_clip(
+        duration=6, start=now - 10, expiration=now + 120, vod_required=True
+    )
+    await service.app[SAVER].drain()
+    return clip
+
+
+async def test_vod_required_clip_is_saved_with_a_video_id(service: Service) -> None:
+    clip = await _saved_clip(service)
+    listed = await (await service.client.get("/streams/demo/clip_recording", headers=AUTH)).json()
+    video_id = listed[0]["video_id"]
+    assert listed[0]["vod_required"] is True and video_id
+    resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
+    assert resp.status == 200
+    video = await resp.json()
+    assert video["clip_id"] == clip["id"] and video["duration"] == clip["duration"]
+    assert [r["name"] for r in video["renditions"]] == clip["renditions"]
+    # The saved file is byte-identical to the MP4 the clip serves.
+    live = await (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).read()
+    path = video["mp4_master"].split(str(service.client.port), 1)[1]
+    saved = await service.client.get(path)
+    assert saved.status == 200 and saved.headers["Access-Control-Allow-Origin"] == "*"
+    body = await saved.read()
+    assert body == live
+    assert hashlib.sha256(body).hexdigest() == video["renditions"][-1]["sha256"]
+    assert len(body) == video["renditions"][-1]["size"]
+    ranged = await service.client.get(path, headers={"Range": "bytes=100-199"})
+    assert ranged.status == 206 and await ranged.read() == body[100:200]
+
+
+async def test_video_outlives_its_clip(service: Service) -> None:
+    clip = await _saved_clip(service)
+    stored = service.store.clip("demo", clip["id"])
+    video_id = stored.video_id
+    service.clock.advance(121)
+    service.store.run_due()
+    assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 404
+    resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
+    assert resp.status == 200
+    for rendition in clip["renditions"]:  # type: ignore[attr-defined]
+        got = await service.client.get(f"/vod/{video_id}/{rendition}.mp4")
+        assert got.status == 200 and got.content_type == "video/mp4"
+
+
+async def test_livepeer_asset_gets_size_and_hash_once_saved(service: Service) -> None:
+    clip = await _saved_clip(service)
+    (asset,) = await (await service.client.get("/streams/demo/clips", headers=AUTH)).json()
+    assert asset["status"]["phase"] == "ready"
+    video = await (await service.client.get("/videos", headers=AUTH)).json()
+    master = video[0]["renditions"][-1]
+    assert asset["size"] == master["size"]
+    assert asset["hash"] == [{"hash": master["sha256"], "algorithm": "sha256"}]
+    assert asset["downloadUrl"].endswith(f"/vod/{video[0]['id']}/master.mp4")
+    assert video[0]["clip_id"] == clip["id"]
+
+
+async def test_unknown_videos_are_404_and_deletable(service: Service) -> None:
+    assert (await service.client.get("/videos/" + "f" * 32, headers=AUTH)).status == 404
+    assert (await service.client.get("/videos/../etc", headers=AUTH)).status == 404
+    assert (await service.client.get("/vod/" + "f" * 32 + "/master.mp4")).status == 404
+    assert (await service.client.get("/videos/x")).status == 401
+    await _saved_clip(service)
+    (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
+    assert (await service.client.get(f"/vod/{video['id']}/media_9_9.mp4")).status == 404
+    assert (await service.client.get(f"/vod/{video['id']}/master.m3u8")).status == 404
+    assert (await service.client.delete(f"/videos/{video['id']}", headers=AUTH)).status == 204
+    assert (await service.client.get(f"/videos/{video['id']}", headers=AUTH)).status == 404
