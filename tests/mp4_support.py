@@ -281,8 +281,21 @@ def decode_with_ffmpeg(ffmpeg: str, url: str) -> Decoded:
     # One stream per run: two filter threads writing to one stderr can splice their lines.
     def showinfo(stream: str, flt: str, tag: str) -> tuple[str, list[str]]:
         run = subprocess.run(
-            [ffmpeg, "-nostdin", "-hide_banner", "-copyts", "-i", url, "-map", stream]
-            + ["-filter:" + stream[-3], flt, "-f", "null", "-"],
+            [
+                ffmpeg,
+                "-nostdin",
+                "-hide_banner",
+                "-copyts",
+                "-i",
+                url,
+                "-map",
+                stream,
+                "-filter:" + stream[-3],
+                flt,
+                "-f",
+                "null",
+                "-",
+            ],
             capture_output=True,
             check=False,
             timeout=120,
