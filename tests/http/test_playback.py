@@ -113,3 +113,18 @@ async def test_growing_playlist_has_short_max_age(service: Service) -> None:
     assert resp.headers["Cache-Control"] == "public, max-age=1"
     parsed = m3u8.loads(await resp.text())
     assert parsed.playlist_type == "event" and not parsed.is_endlist
+
+
+async def test_growing_clip_playlist_gains_segments_then_ends(service: Service) -> None:
+    clip = await service.create_clip(duration=6)  # from now: every segment is still to come
+    path = f"/rec/demo/rec_{clip['id']}_media_3_1080.m3u8"
+    counts = []
+    for k in range(15, 18):
+        parsed = m3u8.loads(await (await service.client.get(path)).text())
+        assert parsed.playlist_type == "event" and not parsed.is_endlist
+        counts.append(len(parsed.segments))
+        service.clock.advance(2)
+        service.feed.push(k, service.feed.segment_start(k, service.origin))
+    final = m3u8.loads(await (await service.client.get(path)).text())
+    assert counts == [0, 1, 2]
+    assert final.playlist_type == "vod" and final.is_endlist and len(final.segments) == 3
