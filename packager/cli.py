@@ -25,9 +25,9 @@ def _keys(text: str | None) -> tuple[str, ...]:
     return tuple(k.strip() for k in (text or "").split(",") if k.strip())
 
 
-def _api_key_file(data_dir: Path) -> str:
-    """No key configured: make one, keep it in the data dir (0600), never print it."""
-    path = data_dir / "api_key"
+def _secret_file(data_dir: Path, name: str) -> str:
+    """No secret configured: make one, keep it in the data dir (0600), never print it."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt("port", int, help="listen port (default 8080)")
     opt("api-keys", help="comma-separated management API keys (default: data/api_key)")
     opt("ingest-key", help="key the encoder must send (?key= or Bearer); default none")
+    opt("playback-secret", help="HMAC key for private clips' signed links (data/playback_secret)")
+    opt("max-concurrent-remuxes", int, help="MP4 layouts built at once before 503 (4)")
     opt("dvr-duration", float, help="default DVR length of a new stream, seconds (3600)")
     opt("memory-budget", parse_size, help="bytes of media held in memory, e.g. 2G")
     opt("data-dir", Path, help="VOD files and the generated API key (./data)")
@@ -75,10 +77,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         for k, v in vars(args).items()
         if v is not None and k in Config.__dataclass_fields__ and k != "api_keys"
     }
+    data_dir = given.get("data_dir", Config.data_dir)
+    if "playback_secret" not in given:
+        given["playback_secret"] = _secret_file(data_dir, "playback_secret")
     config = Config(**given)
     keys = _keys(args.api_keys)
     if not keys:
-        keys = (DEMO_API_KEY,) if config.demo else (_api_key_file(config.data_dir),)
+        keys = (DEMO_API_KEY,) if config.demo else (_secret_file(config.data_dir, "api_key"),)
     return Config(**{**given, "api_keys": keys})
 
 

@@ -42,5 +42,7 @@ class Config:
     demo_dir: Path | None = None
     max_segment_bytes: int = 64 << 20
     max_api_body: int = 64 << 10
+    playback_secret: str | None = None  # HMAC key of signed links for private clips
+    max_concurrent_remuxes: int = 4  # MP4 layouts built at once; more wait as 503 + Retry-After
     completion_grace: float = 10.0
     log_level: str = "info"

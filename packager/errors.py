@@ -33,6 +33,12 @@ class Unauthorized(PackagerError):
     code = "unauthorized"
 
 
+class Forbidden(PackagerError):
+    """A private link without a valid, unexpired signature (403)."""
+
+    code = "forbidden"
+
+
 class NotFound(PackagerError):
     code = "not_found"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from packager.errors import InvalidField
+from packager.http import signing
 from packager.http.auth import require_api_key
 from packager.http.jsonio import boolean, json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, STORE
@@ -61,8 +64,21 @@ def stream_view(stream: Stream, request: web.Request) -> dict[str, Any]:
     }
 
 
+def clip_resource(clip: Clip) -> str:
+    """What a private clip's links sign: every file of the clip."""
+    return f"rec/{clip.stream_id}/{clip.id}"
+
+
+def clip_link(clip: Clip, request: web.Request, file: str) -> str:
+    """A playback link; a private clip's carries a token valid until the clip expires."""
+    url = f"{base_url(request)}/rec/{clip.stream_id}/{file}"
+    secret = request.app[CONFIG].playback_secret
+    if clip.private and secret is not None:
+        url += "?" + signing.query(secret, clip_resource(clip), math.ceil(clip.expiration))
+    return url
+
+
 def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
-    prefix = f"{base_url(request)}/rec/{clip.stream_id}/"
     return {
         "id": clip.id,
         "stream_id": clip.stream_id,
@@ -71,9 +87,10 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "duration": round(clip.duration, 3),
         "expiration": round(clip.expiration, 3),
         "renditions": [r.name for r in clip.renditions],
-        "hls_master": prefix + names.playlist(clip.id),
-        "mp4_master": prefix + names.mp4(clip.id),
+        "hls_master": clip_link(clip, request, names.playlist(clip.id)),
+        "mp4_master": clip_link(clip, request, names.mp4(clip.id)),
         "vod_required": clip.vod_required,
+        "private": clip.private,
         "video_id": clip.video_id,
         "complete": clip.complete,
         "note": clip.completion_note,
@@ -113,12 +130,16 @@ async def create_clip(request: web.Request) -> web.Response:
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
     duration = number(body, "duration", required=True)
     assert duration is not None
+    private = boolean(body, "private")
+    if private and request.app[CONFIG].playback_secret is None:
+        raise InvalidField("private", "needs a playback secret (--playback-secret)")
     clip = request.app[STORE].create_clip(
         request.match_info["stream_id"],
         duration=duration,
         start=number(body, "start"),
         expiration=number(body, "expiration"),
         vod_required=boolean(body, "vod_required"),
+        private=private,
     )
     return json_response(clip_view(clip, request), status=201)
 

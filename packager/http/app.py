@@ -100,7 +100,7 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
     app[STORE] = store
     app[INGEST] = Ingest(store)
     app[METRICS] = Metrics(store)
-    app[MP4_FILES] = Mp4Files(app[METRICS].remux_seconds.observe)
+    app[MP4_FILES] = Mp4Files(app[METRICS].remux_seconds.observe, config.max_concurrent_remuxes)
     store.on_expire.append(app[MP4_FILES].forget)
     app[READY] = {"ready": False}
     app.on_shutdown.append(_not_ready)

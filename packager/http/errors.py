@@ -18,6 +18,7 @@ STATUS: dict[type[errors.PackagerError], int] = {
     errors.InvalidField: 400,
     errors.BadRequest: 400,
     errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.StreamExists: 409,
     errors.NothingInDvr: 409,
@@ -74,6 +75,8 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         resp = error_response(status_of(exc), exc.code, exc.detail, **extra)
         if isinstance(exc, errors.TooEarly):
             resp.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.Overloaded):
+            resp.headers["Retry-After"] = "1"
         if isinstance(exc, errors.Unauthorized):
             resp.headers["WWW-Authenticate"] = 'Bearer realm="packager"'
         return resp

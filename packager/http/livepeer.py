@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from packager.errors import InvalidField
-from packager.http.api import authorize, base_url
+from packager.http.api import authorize, clip_link
 from packager.http.jsonio import json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, STORE
 from packager.http.videos import VIDEOS, video_url
@@ -20,7 +20,6 @@ routes = web.RouteTableDef()
 
 def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
     """One clip as Livepeer's Asset: the highest rendition describes the video."""
-    prefix = f"{base_url(request)}/rec/{clip.stream_id}/"
     video = request.app[VIDEOS].get(clip.video_id) if clip.video_id else None
     ready = clip.complete and (not clip.vod_required or video is not None)
     updated = clip.completed_at if clip.completed_at is not None else clip.created_at
@@ -33,8 +32,8 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "playbackId": clip.id,
         "name": clip.name or f"clip of {clip.stream_id}",
         "source": {"type": "clip", "playbackId": clip.stream_id},
-        "playbackUrl": prefix + names.playlist(clip.id),
-        "downloadUrl": prefix + names.mp4(clip.id),
+        "playbackUrl": clip_link(clip, request, names.playlist(clip.id)),
+        "downloadUrl": clip_link(clip, request, names.mp4(clip.id)),
         "createdAt": round(clip.created_at * 1000),
         "status": status,
         "videoSpec": video_spec(clip.reference, clip.duration),

@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 
 from aiohttp import hdrs, web
 
-from packager.errors import ClipNotFound, TooEarly
+from packager.errors import ClipNotFound, Overloaded, TooEarly
 from packager.http import caching
 from packager.http.errors import error_response
 from packager.http.keys import STORE
@@ -48,20 +48,29 @@ class Mp4Files:
     """Built files of complete clip renditions by (clip id, rendition): one build per rendition,
     shared by every request, dropped when the clip expires."""
 
-    def __init__(self, observe_build: Callable[[float], None] = lambda seconds: None) -> None:
+    def __init__(
+        self,
+        observe_build: Callable[[float], None] = lambda seconds: None,
+        max_builds: int = 4,
+    ) -> None:
         self._files: dict[tuple[str, str], Mp4File] = {}
         self._building: dict[tuple[str, str], asyncio.Future[Mp4File]] = {}
         self._observe_build = observe_build
+        # Builds are CPU work in threads: past this many at once, requests get 503, not a queue.
+        self._slots = asyncio.Semaphore(max_builds)
 
     def __len__(self) -> int:
         return len(self._files)
 
-    async def get(self, clip: Clip, cr: ClipRendition, now: float) -> Mp4File:
+    async def get(self, clip: Clip, cr: ClipRendition, now: float, wait: bool = False) -> Mp4File:
+        """The built file; `wait` queues for a build slot instead of raising Overloaded."""
         key = (clip.id, cr.name)
         built = self._files.get(key)
         if built is not None:
             return built
         task = self._building.get(key)
+        if task is None and not wait and self._slots.locked():
+            raise Overloaded("too many MP4 files are being prepared right now; retry shortly")
         if task is None:  # a burst of first requests (Range probes) shares one build
             task = asyncio.ensure_future(self._build(key, clip, cr, now))
             self._building[key] = task
@@ -74,9 +83,10 @@ class Mp4Files:
         try:
             # O(samples) of pure Python (~0.2 s for an hour): in a thread, so other requests
             # keep flowing while a long clip's tables are built.
-            started = time.perf_counter()
-            layout = await asyncio.to_thread(build_layout, list(cr.segments), clip.start)
-            self._observe_build(time.perf_counter() - started)
+            async with self._slots:
+                started = time.perf_counter()
+                layout = await asyncio.to_thread(build_layout, list(cr.segments), clip.start)
+                self._observe_build(time.perf_counter() - started)
         finally:
             expired = self._building.pop(key, None) is None
         built = _describe(clip, cr, layout, now)

@@ -7,8 +7,9 @@ import hashlib
 from aiohttp import web
 
 from packager.errors import ClipNotFound
-from packager.http import caching, mp4
-from packager.http.keys import STORE
+from packager.http import caching, mp4, signing
+from packager.http.api import clip_resource
+from packager.http.keys import CONFIG, STORE
 from packager.http.metrics import ROUTE_KEY
 from packager.package import hls, names
 from packager.package.names import Kind, PlaybackName
@@ -19,13 +20,20 @@ routes = web.RouteTableDef()
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
-def _resolve(request: web.Request) -> tuple[Clip, PlaybackName]:
+def _resolve(request: web.Request) -> tuple[Clip, PlaybackName, str]:
+    """The clip, which file of it, and (private clips) the verified signed query."""
     stream_id = request.match_info["stream_id"]
     parsed = names.parse(request.match_info["name"])
     if parsed is None:
         raise ClipNotFound(f"no such playback file {request.match_info['name']!r}")
     request[ROUTE_KEY] = f"/rec/{{stream_id}}/{{{parsed.kind.value}}}"
-    return request.app[STORE].clip(stream_id, parsed.clip_id), parsed
+    store = request.app[STORE]
+    clip = store.clip(stream_id, parsed.clip_id)
+    query = ""
+    if clip.private:
+        secret = request.app[CONFIG].playback_secret
+        query, _ = signing.verify(request, secret, clip_resource(clip), store.clock())
+    return clip, parsed, query
 
 
 def _rendition(clip: Clip, name: PlaybackName) -> ClipRendition:
@@ -64,12 +72,12 @@ def _media(
 
 @routes.get("/rec/{stream_id}/{name}")
 async def playback(request: web.Request) -> web.StreamResponse:
-    clip, name = _resolve(request)
+    clip, name, query = _resolve(request)
     if name.kind is Kind.PLAYLIST:
         if name.rendition is None:
-            text = hls.master_playlist(clip)
+            text = hls.master_playlist(clip, query)
         else:
-            text = hls.media_playlist(clip, _rendition(clip, name))
+            text = hls.media_playlist(clip, _rendition(clip, name), query)
         return _playlist(request, clip, text)
     cr = _rendition(clip, name)
     if name.kind is Kind.INIT:

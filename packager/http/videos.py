@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from packager.errors import VideoNotFound
-from packager.http import caching
+from packager.http import caching, signing
 from packager.http.api import base_url
 from packager.http.auth import require_api_key
 from packager.http.jsonio import json_response
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 VOD_MAX_AGE = 86400  # a saved video never changes; a day keeps a CDN from asking often
+VOD_LINK_TTL = 86400  # how long a private video's download link, once handed out, works
 
 
 class VideoSaver:
@@ -50,7 +52,9 @@ class VideoSaver:
                 raise ValueError("the clip holds no media to save")
             bodies = []
             for cr in renditions:
-                built = await self.files.get(clip, cr, clip.completed_at or clip.created_at)
+                built = await self.files.get(
+                    clip, cr, clip.completed_at or clip.created_at, wait=True
+                )
                 video = cr.init.video
                 info = VideoFile(
                     rendition=cr.name,
@@ -71,6 +75,7 @@ class VideoSaver:
                 start=clip.start,
                 duration=clip.duration,
                 spec=video_spec(clip.reference, clip.duration),
+                private=clip.private,
             )
             saved = await asyncio.to_thread(self.library.write, draft, bodies)
             clip.video_id = saved.id
@@ -90,7 +95,13 @@ SAVER = web.AppKey("video_saver", VideoSaver)
 
 
 def video_url(request: web.Request, video: Video, rendition: str = "master") -> str:
-    return f"{base_url(request)}/vod/{video.id}/{rendition}.mp4"
+    """A download link; a private video's is signed for VOD_LINK_TTL from now."""
+    url = f"{base_url(request)}/vod/{video.id}/{rendition}.mp4"
+    secret = request.app[CONFIG].playback_secret
+    if video.private and secret is not None:
+        expires = math.ceil(request.app[STORE].clock() + VOD_LINK_TTL)
+        url += "?" + signing.query(secret, f"vod/{video.id}", expires)
+    return url
 
 
 def video_view(request: web.Request, video: Video) -> dict[str, Any]:
@@ -153,12 +164,18 @@ async def delete_video(request: web.Request) -> web.Response:
 async def download(request: web.Request) -> web.StreamResponse:
     """Public, like playback links: the unguessable id is the capability."""
     video = _video(request)
+    max_age = VOD_MAX_AGE
+    if video.private:  # a CDN must not keep serving it past the link's expiry
+        secret = request.app[CONFIG].playback_secret
+        now = request.app[STORE].clock()
+        _, expires = signing.verify(request, secret, f"vod/{video.id}", now)
+        max_age = min(max_age, max(0, math.floor(expires - now)))
     name = request.match_info["file"].removesuffix(".mp4")
     file = video.master if name == "master" else video.file(name)
     if file is None or not request.match_info["file"].endswith(".mp4"):
         raise VideoNotFound(f"video {video.id} has no {request.match_info['file']!r}")
     headers = {
-        "Cache-Control": f"public, max-age={VOD_MAX_AGE}",
+        "Cache-Control": f"public, max-age={max_age}",
         "Content-Disposition": f'inline; filename="{video.stream_id}_{video.id[:8]}_{file.rendition}.mp4"',
         **caching.CORS,
     }

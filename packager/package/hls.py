@@ -20,17 +20,23 @@ def _pdt(ts: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def _q(query: str) -> str:
+    return f"?{query}" if query else ""
+
+
 def _independent(clip: Clip) -> bool:
     return all(s.starts_with_keyframe for r in clip.renditions for s in r.segments)
 
 
-def master_playlist(clip: Clip) -> str:
+def master_playlist(clip: Clip, query: str = "") -> str:
+    """`query` (a signed link's `expires=..&token=..`) rides on every URI: players resolve
+    relative URIs against the playlist's path and drop its query."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
     if _independent(clip):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     for cr in clip.renditions:
         lines.append(_stream_inf(cr))
-        lines.append(names.playlist(clip.id, cr.name))
+        lines.append(names.playlist(clip.id, cr.name) + _q(query))
     return "\n".join(lines) + "\n"
 
 
@@ -50,7 +56,7 @@ def _stream_inf(cr: ClipRendition) -> str:
     return "#EXT-X-STREAM-INF:" + ",".join(attrs)
 
 
-def media_playlist(clip: Clip, cr: ClipRendition) -> str:
+def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
     """VOD + ENDLIST once the clip is complete; EVENT (growing, no ENDLIST) before."""
     segs = cr.segments
     target = max((math.ceil(s.duration - 1e-3) for s in segs), default=2)
@@ -69,11 +75,12 @@ def media_playlist(clip: Clip, cr: ClipRendition) -> str:
             lines.append("#EXT-X-DISCONTINUITY")
         init_index = cr.init_of[i]
         if init_index != current_init:
-            lines.append(f'#EXT-X-MAP:URI="{names.init(clip.id, cr.name, init_index)}"')
+            uri = names.init(clip.id, cr.name, init_index) + _q(query)
+            lines.append(f'#EXT-X-MAP:URI="{uri}"')
             current_init = init_index
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
         lines.append(f"#EXTINF:{seg.duration:.6f},")
-        lines.append(names.segment(clip.id, cr.name, i))
+        lines.append(names.segment(clip.id, cr.name, i) + _q(query))
     if clip.complete:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"

@@ -87,6 +87,7 @@ class Clip:
     vod_required: bool
     renditions: list[ClipRendition]
     name: str | None = None
+    private: bool = False  # playback needs a signed link
     complete: bool = False
     completed_at: float | None = None
     completion_note: str | None = None  # set when it completed short (the ingest stopped)

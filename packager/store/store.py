@@ -192,6 +192,7 @@ class Store:
         expiration: float | None = None,
         vod_required: bool = False,
         name: str | None = None,
+        private: bool = False,
     ) -> Clip:
         now = self.clock()
         stream = self.stream(stream_id)
@@ -238,6 +239,7 @@ class Store:
             vod_required=vod_required,
             renditions=renditions,
             name=name,
+            private=private,
         )
         self.clips[clip.id] = clip
         self._schedule(expiration, TimerKind.EXPIRE, clip.id)

@@ -45,6 +45,7 @@ class Video:
     start: float
     duration: float
     files: tuple[VideoFile, ...] = ()
+    private: bool = False  # downloads need a signed link, as the clip's playback did
     spec: dict[str, Any] = field(default_factory=dict)  # the clip's videoSpec, for listings
 
     @property

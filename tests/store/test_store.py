@@ -197,3 +197,17 @@ def test_stream_without_media_cannot_be_clipped(make_store: Callable[..., Store]
         store.create_clip("empty", duration=5)
     with pytest.raises(StreamNotFound):
         store.create_clip("nope", duration=5)
+
+
+def test_clip_count_limits_answer_limit_reached(
+    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    from packager.errors import LimitReached
+
+    store = make_store(max_clips_per_stream=2, max_clips=3)
+    feed = DemoFeed(Ingest(store), ladder, clock)
+    origin = feed_past(feed, clock, 3)
+    store.create_clip("demo", duration=2, start=origin)
+    store.create_clip("demo", duration=2, start=origin)
+    with pytest.raises(LimitReached, match="per stream"):
+        store.create_clip("demo", duration=2, start=origin)

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from pathlib import Path
+
+import m3u8
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from packager.clock import ManualClock
+from packager.config import Config
+from packager.demo import DemoFeed, RecordedRendition
+from packager.http import signing
+from packager.http.accesslog import JsonAccessLogger
+from packager.http.app import create_app
+from packager.http.keys import INGEST
+from packager.http.mp4 import MP4_FILES
+from packager.http.videos import SAVER
+from tests.conftest import feed_past
+from tests.http.conftest import API_KEY, AUTH, AiohttpClient, Service
+
+SECRET = "playback-secret-for-tests"
+
+
+@pytest.fixture
+async def private_service(
+    aiohttp_client: AiohttpClient,
+    clock: ManualClock,
+    ladder: list[RecordedRendition],
+    tmp_path: Path,
+) -> Service:
+    config = Config(api_keys=(API_KEY,), data_dir=tmp_path, playback_secret=SECRET)
+    app = create_app(config, clock=clock, timers=False)
+    feed = DemoFeed(app[INGEST], ladder, clock)
+    origin = feed_past(feed, clock, 8)
+    return Service(await aiohttp_client(app), app, clock, feed, origin)
+
+
+def _path(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def test_private_clip_plays_only_through_its_signed_links(private_service: Service) -> None:
+    s = private_service
+    clip = await s.create_clip(duration=4, start=s.clock() - 8, private=True)
+    assert clip["private"] is True
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(clip["hls_master"]).query)
+    assert query["expires"] == [str(int(clip["expiration"]))] and query["token"]
+    bare = urllib.parse.urlsplit(clip["hls_master"]).path
+    denied = await s.client.get(bare)
+    assert denied.status == 403
+    assert (await denied.json())["error"] == "forbidden"
+    master = await s.client.get(_path(clip["hls_master"]))
+    assert master.status == 200
+    base = bare.rsplit("/", 1)[0]
+    for variant in m3u8.loads(await master.text()).playlists:
+        assert "token=" in variant.uri  # players drop the playlist's query: every URI carries it
+        media = await s.client.get(f"{base}/{variant.uri}")
+        assert media.status == 200
+        parsed = m3u8.loads(await media.text())
+        for uri in [parsed.segments[0].init_section.uri, parsed.segments[0].uri]:
+            assert (await s.client.get(f"{base}/{uri}")).status == 200
+            assert (await s.client.get(f"{base}/{uri.split('?')[0]}")).status == 403
+    assert (await s.client.get(_path(clip["mp4_master"]))).status == 200
+    assert (await s.client.get(urllib.parse.urlsplit(clip["mp4_master"]).path)).status == 403
+
+
+async def test_tampered_or_expired_tokens_are_refused(private_service: Service) -> None:
+    s = private_service
+    clip = await s.create_clip(duration=4, start=s.clock() - 8, private=True)
+    path = urllib.parse.urlsplit(clip["hls_master"]).path
+    resource = f"rec/demo/{clip['id']}"
+    good = signing.query(SECRET, resource, int(s.clock()) + 100)
+    assert (await s.client.get(f"{path}?{good}")).status == 200
+    expired = signing.query(SECRET, resource, int(s.clock()) - 1)
+    resp = await s.client.get(f"{path}?{expired}")
+    assert resp.status == 403 and "expired" in (await resp.json())["detail"]
+    other_clip = signing.query(SECRET, "rec/demo/" + "0" * 32, int(s.clock()) + 100)
+    assert (await s.client.get(f"{path}?{other_clip}")).status == 403
+    wrong_secret = signing.query("guess", resource, int(s.clock()) + 100)
+    assert (await s.client.get(f"{path}?{wrong_secret}")).status == 403
+    stretched = good.replace(f"expires={int(s.clock()) + 100}", f"expires={int(s.clock()) + 10**6}")
+    assert (await s.client.get(f"{path}?{stretched}")).status == 403
+    assert (await s.client.get(f"{path}?expires=abc&token=x")).status == 403
+
+
+async def test_public_clips_need_no_token(private_service: Service) -> None:
+    s = private_service
+    clip = await s.create_clip(duration=4, start=s.clock() - 8)
+    assert "?" not in clip["hls_master"]
+    assert (await s.client.get(_path(clip["hls_master"]))).status == 200
+
+
+async def test_private_vod_downloads_are_signed(private_service: Service) -> None:
+    s = private_service
+    now = s.clock()
+    await s.create_clip(duration=4, start=now - 8, private=True, vod_required=True)
+    await s.app[SAVER].drain()
+    (video,) = await (await s.client.get("/videos", headers=AUTH)).json()
+    link = video["mp4_master"]
+    assert "token=" in link
+    got = await s.client.get(_path(link))
+    assert got.status == 200
+    assert int(got.headers["Cache-Control"].split("max-age=")[1]) <= 86400
+    assert (await s.client.get(urllib.parse.urlsplit(link).path)).status == 403
+
+
+async def test_private_clip_needs_a_playback_secret(service: Service) -> None:
+    resp = await service.client.post(
+        "/streams/demo/clip_recording",
+        json={"duration": 4, "start": service.clock() - 8, "private": True},
+        headers=AUTH,
+    )
+    assert resp.status == 400 and (await resp.json())["field"] == "private"
+
+
+async def test_too_many_concurrent_remuxes_answer_503(service: Service) -> None:
+    clip = await service.create_clip(duration=4, start=service.clock() - 8)
+    files = service.app[MP4_FILES]
+    slots = [await files._slots.acquire() for _ in range(4)]  # every build slot busy
+    resp = await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert (await resp.json())["error"] == "overloaded"
+    for _ in slots:
+        files._slots.release()
+    assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 200
+
+
+async def test_clip_ids_are_128_random_bits(service: Service) -> None:
+    ids = {
+        (await service.create_clip(duration=2, start=service.clock() - 4))["id"] for _ in range(50)
+    }
+    assert len(ids) == 50
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_access_log_carries_no_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    request = make_mocked_request(
+        "PUT",
+        "/ingest/cam/0/index1.m4s?key=ingest-secret",
+        headers={"Authorization": "apikey api-secret", "User-Agent": "Lavf/62"},
+    )
+    logger = logging.getLogger("packager.access.test")
+    with caplog.at_level(logging.INFO, logger="packager.access.test"):
+        JsonAccessLogger(logger, "").log(request, web.Response(status=201), 0.0042)
+    (record,) = caplog.records
+    assert '"path":"/ingest/cam/0/index1.m4s"' in record.message
+    assert "secret" not in record.message
