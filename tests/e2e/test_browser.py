@@ -1,0 +1,149 @@
+"""A clip plays in a real browser: hls.js in headless Chromium, and the MP4 in a <video>.
+
+The page comes from another origin than the media (a static server on its own port), so each
+media request is cross-origin, as on a customer's site; with nginx installed, the same page
+also plays the clip through the CDN of deploy/nginx/.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import Browser, chromium_binary
+from tests.e2e.cdn import Nginx, nginx_binary, start_nginx
+from tests.e2e.conftest import Server, start_server, stop_server
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(chromium_binary() is None, reason="chromium is not installed"),
+]
+
+WEB = Path(__file__).resolve().parent / "web"
+CLIP_SECONDS = 10
+PLAY_PAST = 3.0  # seconds of media the player must get through
+PLAY_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
+    """`serve --demo` and a complete 10 s clip cut from its DVR."""
+    server = start_server(tmp_path_factory.mktemp("packager"), "--demo")
+    try:
+        status, clip = server.request(
+            "POST",
+            "/streams/demo/clip_recording",
+            {"duration": CLIP_SECONDS, "start": time.time() - 20},
+        )
+        assert status == 201, clip
+        assert clip["duration"] >= 8, clip
+        yield server, clip
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def cdn(
+    demo: tuple[Server, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Nginx]:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    server, _ = demo
+    nginx = start_nginx(tmp_path_factory.mktemp("nginx"), server.base.removeprefix("http://"))
+    yield nginx
+    nginx.stop()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page_origin() -> Iterator[str]:
+    """The web/ folder on its own loopback port: an origin that is not the packager's."""
+    handler = functools.partial(_QuietHandler, directory=str(WEB))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _link(
+    request: pytest.FixtureRequest, demo: tuple[Server, dict[str, Any]], key: str, via: str
+) -> str:
+    server, clip = demo
+    url: str = clip[key]
+    if via == "cdn":
+        nginx: Nginx = request.getfixturevalue("cdn")
+        url = url.replace(server.base, nginx.base, 1)
+    return url
+
+
+async def _play(folder: Path, page: str) -> tuple[dict[str, Any], str]:
+    """Open the page, wait until the video is past PLAY_PAST s or fails; its last report."""
+    browser = await Browser.launch(folder)
+    try:
+        await browser.goto(page)
+        report = await browser.wait_for(
+            "window.report ? window.report() : null",
+            done=lambda r: bool(r) and r["currentTime"] > PLAY_PAST,
+            fail=lambda r: bool(r) and bool(r["fatal"] or r["mediaError"]),
+            timeout=PLAY_TIMEOUT,
+        )
+        return report, browser.diagnostics()
+    finally:
+        await browser.close()
+
+
+@pytest.mark.parametrize("via", ["origin", "cdn"])
+async def test_hls_master_plays_in_hls_js_from_another_origin(
+    request: pytest.FixtureRequest,
+    demo: tuple[Server, dict[str, Any]],
+    page_origin: str,
+    tmp_path: Path,
+    via: str,
+) -> None:
+    _, clip = demo
+    url = _link(request, demo, "hls_master", via)
+    assert urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(page_origin).netloc
+    page = f"{page_origin}/player.html?hls={urllib.parse.quote(url, safe='')}"
+
+    report, diagnostics = await _play(tmp_path, page)
+
+    assert report is not None, diagnostics
+    assert report["hlsVersion"], "hls.js did not load"
+    assert report["fatal"] is None, (report, diagnostics)
+    assert report["currentTime"] > PLAY_PAST, (report, diagnostics)
+    assert len(report["levels"]) == len(clip["renditions"]), report
+    assert report["duration"] == pytest.approx(clip["duration"], abs=1.0), report
+
+
+@pytest.mark.parametrize("via", ["origin", "cdn"])
+async def test_mp4_link_plays_in_a_video_element(
+    request: pytest.FixtureRequest,
+    demo: tuple[Server, dict[str, Any]],
+    page_origin: str,
+    tmp_path: Path,
+    via: str,
+) -> None:
+    _, clip = demo
+    url = _link(request, demo, "mp4_master", via)
+    page = f"{page_origin}/player.html?mp4={urllib.parse.quote(url, safe='')}"
+
+    report, diagnostics = await _play(tmp_path, page)
+
+    assert report is not None, diagnostics
+    assert report["mediaError"] is None, (report, diagnostics)
+    assert report["currentTime"] > PLAY_PAST, (report, diagnostics)
+    assert report["duration"] == pytest.approx(clip["duration"], abs=1.0), report
