@@ -126,3 +126,31 @@ def test_bad_media_is_refused_and_nothing_stored(
         ingest.receive("s", "0", "index1.m4s", r.segments[1][: len(r.segments[1]) // 2])
     assert ingest.store.stats() == before
     assert ingest.store.stream("s").renditions["0"].init is not None
+
+
+@pytest.mark.parametrize("pdt_every_segment", [True, False])
+def test_long_event_playlist_reads_its_recent_entries_like_a_full_parse(
+    pdt_every_segment: bool,
+) -> None:
+    import m3u8
+
+    from packager.ingest import TAIL_ENTRIES, parse_playlist
+
+    names = [f"index{k}.m4s" for k in range(300)]
+    text = playlist(names, discontinuity_at=290).decode()
+    if not pdt_every_segment:
+        first, *rest = text.split("#EXT-X-PROGRAM-DATE-TIME:")
+        text = (
+            first
+            + "#EXT-X-PROGRAM-DATE-TIME:"
+            + rest[0]
+            + "".join(r.split("\n", 1)[1] for r in rest[1:])
+        )
+    entries = parse_playlist(text.encode())
+    full = m3u8.loads(text).segments
+    assert list(entries)[-TAIL_ENTRIES:] == names[-TAIL_ENTRIES:]
+    for seg in full[-TAIL_ENTRIES:]:
+        entry = entries[seg.uri]
+        assert entry.program_date_time == seg.current_program_date_time.timestamp()
+        assert entry.discontinuity == seg.discontinuity
+    assert entries["index299.m4s"].program_date_time == pytest.approx(PDT + 598)
