@@ -13,7 +13,8 @@ from prometheus_client.registry import Collector
 from packager.http.errors import Handler
 from packager.store.store import Store
 
-ROUTE_KEY = "metrics_route"  # a handler may name its route more precisely (e.g. playback kind)
+# A handler may name its route more precisely (e.g. the playback file kind).
+ROUTE_KEY = web.RequestKey("metrics_route", str)
 
 
 class StoreCollector(Collector):
@@ -96,11 +97,9 @@ METRICS = web.AppKey("metrics", Metrics)
 
 def _route(request: web.Request) -> str:
     named = request.get(ROUTE_KEY)
-    if isinstance(named, str):
+    if named is not None:
         return named
-    info = request.match_info
-    route = getattr(info, "route", None)
-    resource = getattr(route, "resource", None)
+    resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 
