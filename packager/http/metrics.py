@@ -96,9 +96,8 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def _route(request: web.Request) -> str:
-    named = request.get(ROUTE_KEY)
-    if named is not None:
-        return named
+    if ROUTE_KEY in request:
+        return request[ROUTE_KEY]
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
