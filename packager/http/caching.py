@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -27,7 +28,13 @@ PREFLIGHT = {
 
 
 def http_date(ts: float) -> str:
-    return format_datetime(datetime.fromtimestamp(math.floor(ts), tz=UTC), usegmt=True)
+    return _http_date(math.floor(ts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    """The same few dates (clip creation, completion) are formatted on every response."""
+    return format_datetime(datetime.fromtimestamp(seconds, tz=UTC), usegmt=True)
 
 
 def cache_headers(now: float, expiration: float, immutable: bool) -> dict[str, str]:

@@ -49,13 +49,34 @@ def _headers(request: web.Request, clip: Clip, immutable: bool) -> dict[str, str
     return caching.cache_headers(request.app[STORE].clock(), clip.expiration, immutable)
 
 
-def _playlist(request: web.Request, clip: Clip, text: str) -> web.Response:
+RENDERED_PER_CLIP = 16  # bounds the variety of signed queries a private clip may cache
+
+
+def _render(clip: Clip, name: PlaybackName, query: str) -> tuple[bytes, str]:
+    """A playlist's bytes and ETag. A complete clip's can no longer change: they are kept on
+    the clip, so a CDN's misses and revalidations cost a lookup, not a rendering."""
+    key = (name.rendition or "master", query)
+    cached = clip.rendered.get(key)
+    if cached is not None:
+        return cached
+    if name.rendition is None:
+        text = hls.master_playlist(clip, query)
+    else:
+        text = hls.media_playlist(clip, _rendition(clip, name), query)
+    body = text.encode()
+    rendered = body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    if clip.complete and len(clip.rendered) < RENDERED_PER_CLIP:
+        clip.rendered[key] = rendered
+    return rendered
+
+
+def _playlist(request: web.Request, clip: Clip, name: PlaybackName, query: str) -> web.Response:
+    body, etag = _render(clip, name, query)
     headers = _headers(request, clip, immutable=clip.complete)
-    etag = '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
     # A growing playlist changes within a second: only the ETag may validate it.
     modified = clip.completed_at if clip.complete else None
     return caching.validated(request, headers, etag, modified) or web.Response(
-        text=text, content_type=PLAYLIST_TYPE, headers=headers
+        body=body, content_type=PLAYLIST_TYPE, headers=headers
     )
 
 
@@ -74,11 +95,7 @@ def _media(
 async def playback(request: web.Request) -> web.StreamResponse:
     clip, name, query = _resolve(request)
     if name.kind is Kind.PLAYLIST:
-        if name.rendition is None:
-            text = hls.master_playlist(clip, query)
-        else:
-            text = hls.media_playlist(clip, _rendition(clip, name), query)
-        return _playlist(request, clip, text)
+        return _playlist(request, clip, name, query)
     cr = _rendition(clip, name)
     if name.kind is Kind.INIT:
         if name.index >= len(cr.inits):

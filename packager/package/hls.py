@@ -6,6 +6,7 @@ there and constructors are dict-typed); tests parse every playlist back with m3u
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 
@@ -15,7 +16,9 @@ from packager.store.clips import Clip, ClipRendition
 VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _pdt(ts: float) -> str:
+    """Formatting dates was a third of a media playlist's cost; the same ones recur."""
     dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 

@@ -92,6 +92,8 @@ class Clip:
     completed_at: float | None = None
     completion_note: str | None = None  # set when it completed short (the ingest stopped)
     video_id: str | None = None
+    # Rendered playlists (bytes, ETag) by (rendition or "master", signed query), once complete.
+    rendered: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
     vod_error: str | None = None  # why the durable copy could not be written
 
     @property

@@ -70,3 +70,18 @@ async def test_cors_preflight_and_headers_on_playback(service: Service) -> None:
     assert missing.status == 404
     assert missing.headers["Access-Control-Allow-Origin"] == "*"
     assert missing.headers["Cache-Control"] == "public, max-age=5"
+
+
+async def test_complete_clip_playlists_are_rendered_once(service: Service) -> None:
+    clip = await service.create_clip(duration=4, start=service.clock() - 8)
+    stored = service.store.clip("demo", clip["id"])
+    paths = [
+        f"/rec/demo/rec_{clip['id']}_master.m3u8",
+        f"/rec/demo/rec_{clip['id']}_media_1_360.m3u8",
+    ]
+    first = [await (await service.client.get(p)).read() for p in paths]
+    assert set(stored.rendered) == {("master", ""), ("media_1_360", "")}
+    assert [await (await service.client.get(p)).read() for p in paths] == first
+    growing = await service.create_clip(duration=6)
+    await service.client.get(f"/rec/demo/rec_{growing['id']}_master.m3u8")
+    assert service.store.clip("demo", growing["id"]).rendered == {}
