@@ -46,3 +46,4 @@ class Config:
     max_concurrent_remuxes: int = 4  # MP4 layouts built at once; more wait as 503 + Retry-After
     completion_grace: float = 10.0
     log_level: str = "info"
+    event_loop: str = "uvloop"

@@ -102,6 +102,7 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
     app[METRICS] = Metrics(store)
     app[MP4_FILES] = Mp4Files(app[METRICS].remux_seconds.observe, config.max_concurrent_remuxes)
     store.on_expire.append(app[MP4_FILES].forget)
+    store.on_complete.append(app[MP4_FILES].prebuild)
     app[READY] = {"ready": False}
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.append(_readiness)

@@ -94,6 +94,21 @@ class Mp4Files:
             self._files[key] = built
         return built
 
+    def prebuild(self, clip: Clip) -> None:
+        """Store hook: build a completed clip's `master.mp4` now, in the background, so its
+        first download does not wait O(samples) for the moov (about 0.1 s per hour of media).
+        Other renditions, downloaded less, are built on first request."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # completed outside the server (a script, a test): build lazily
+            return
+        cr = clip.reference
+        key = (clip.id, cr.name)
+        if cr.segments and key not in self._files and key not in self._building:
+            now = clip.completed_at or clip.created_at
+            task = loop.create_task(self.get(clip, cr, now, wait=True))
+            task.add_done_callback(_ignore_result)
+
     def forget(self, clip: Clip) -> None:
         """Store hook: an expired clip's files go with it."""
         for cr in clip.renditions:
@@ -102,6 +117,12 @@ class Mp4Files:
 
 
 MP4_FILES = web.AppKey("mp4_files", Mp4Files)
+
+
+def _ignore_result(task: asyncio.Task[Mp4File]) -> None:
+    """A prebuild that failed (or was cancelled) is redone by the request that needs it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _describe(clip: Clip, cr: ClipRendition, layout: Mp4Layout, now: float) -> Mp4File:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from packager.media.model import InitSegment, SegmentMedia, TrackSamples
@@ -36,6 +36,15 @@ class Segment:
     timing: Timing
     pins: int = 0  # how many clips hold this segment
     in_dvr: bool = True
+    # Known once, read by every playlist (EXT-X-INDEPENDENT-SEGMENTS).
+    starts_with_keyframe: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        video = self.init.video
+        samples = self.media.track(video.track_id) if video is not None else None
+        self.starts_with_keyframe = video is None or (
+            samples is not None and samples.count > 0 and samples.sync[0] == 1
+        )
 
     @property
     def end(self) -> float:
@@ -56,14 +65,6 @@ class Segment:
         samples = self.media.track(self.init.main.track_id)
         assert samples is not None  # ingest refuses segments without the main track
         return samples
-
-    @property
-    def starts_with_keyframe(self) -> bool:
-        video = self.init.video
-        if video is None:
-            return True
-        samples = self.media.track(video.track_id)
-        return samples is not None and samples.count > 0 and samples.sync[0] == 1
 
     @property
     def bitrate(self) -> float:

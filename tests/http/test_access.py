@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.parse
 from pathlib import Path
@@ -120,14 +121,15 @@ async def test_private_clip_needs_a_playback_secret(service: Service) -> None:
 async def test_too_many_concurrent_remuxes_answer_503(service: Service) -> None:
     clip = await service.create_clip(duration=4, start=service.clock() - 8)
     files = service.app[MP4_FILES]
+    await asyncio.sleep(0.1)  # let master.mp4's prebuild finish, then ask for another rendition
     slots = [await files._slots.acquire() for _ in range(4)]  # every build slot busy
-    resp = await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")
+    resp = await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360.mp4")
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
     assert (await resp.json())["error"] == "overloaded"
     for _ in slots:
         files._slots.release()
-    assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 200
+    assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360.mp4")).status == 200
 
 
 async def test_clip_ids_are_128_random_bits(service: Service) -> None:
