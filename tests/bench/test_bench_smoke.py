@@ -1,0 +1,39 @@
+"""The bench keeps working: its quick mode runs every section end to end and meets the
+no-errors parts of its targets (speed figures are for bench/RESULTS.md, not for tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.e2e
+def test_bench_quick_run_completes_with_zero_errors(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--output", str(out)],
+        capture_output=True,
+        check=False,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    report = out.read_text()
+    for section in (
+        "## 1. Playlists",
+        "## 2. Segments",
+        "## 3a. MP4",
+        "## 4. Memory",
+        "## 5. Mixed",
+    ):
+        assert section in report
+    mixed = report.split("## 5. Mixed", 1)[1]
+    row = next(line for line in mixed.splitlines() if line.startswith("| 50 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    http_errors, late, lost, ingest_errors = cells[6], cells[10], cells[11], cells[13]
+    assert (http_errors, late, lost, ingest_errors) == ("0", "0", "0", "0")
