@@ -22,8 +22,10 @@ def _token(request: web.Request, allow_query: bool) -> str | None:
 def _matches(token: str, keys: tuple[str, ...]) -> bool:
     # Compare against every key so timing says nothing about which (or whether one) matched.
     found = False
+    # A header byte that is not UTF-8 arrives as a lone surrogate: encode it, don't fail on it.
+    given = token.encode("utf-8", "surrogatepass")
     for key in keys:
-        found |= hmac.compare_digest(token.encode(), key.encode())
+        found |= hmac.compare_digest(given, key.encode("utf-8", "surrogatepass"))
     return found
 
 

@@ -54,6 +54,27 @@ def _etag_matches(header: str, etag: str) -> bool:
     return etag.removeprefix("W/") in tags
 
 
+def parse_http_date(text: str) -> float | None:
+    """Seconds of an HTTP date; None for anything unreadable (a header is hostile input)."""
+    try:
+        return parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def precondition_failed(request: web.Request, etag: str, last_modified: float | None) -> bool:
+    """If-Match (strong comparison) or, without it, If-Unmodified-Since (RFC 9110 §13.2.2)."""
+    im = request.headers.get("If-Match")
+    if im is not None:
+        tags = {t.strip() for t in im.split(",")}
+        return not ("*" in tags or etag in tags)
+    ius = request.headers.get("If-Unmodified-Since")
+    if ius is not None and last_modified is not None:
+        since = parse_http_date(ius)
+        return since is not None and math.floor(last_modified) > since
+    return False
+
+
 def not_modified(request: web.Request, etag: str, last_modified: float | None) -> bool:
     """RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since."""
     inm = request.headers.get("If-None-Match")
@@ -61,11 +82,8 @@ def not_modified(request: web.Request, etag: str, last_modified: float | None) -
         return _etag_matches(inm, etag)
     ims = request.headers.get("If-Modified-Since")
     if ims is not None and last_modified is not None:
-        try:
-            since = parsedate_to_datetime(ims).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return False
-        return math.floor(last_modified) <= since
+        since = parse_http_date(ims)
+        return since is not None and math.floor(last_modified) <= since
     return False
 
 

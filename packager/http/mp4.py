@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from aiohttp import hdrs, web
 
@@ -171,10 +170,14 @@ def _if_range_holds(value: str, file: Mp4File) -> bool:
     value = value.strip()
     if value.startswith(('"', "W/")):
         return value == file.etag
-    try:
-        return parsedate_to_datetime(value).timestamp() == file.last_modified
-    except (TypeError, ValueError):
-        return False
+    return caching.parse_http_date(value) == file.last_modified
+
+
+def _precondition_failed(headers: dict[str, str]) -> web.Response:
+    resp = error_response(412, "precondition_failed", "If-Match or If-Unmodified-Since failed")
+    resp.headers.update(caching.CORS)
+    resp.headers[hdrs.ETAG] = headers[hdrs.ETAG]
+    return resp
 
 
 def _unsatisfiable(size: int) -> web.Response:
@@ -196,11 +199,20 @@ async def serve(request: web.Request, clip: Clip, cr: ClipRendition) -> web.Stre
     if not cr.segments:
         raise ClipNotFound(f"rendition {cr.name} of clip {clip.id} holds no media")
     file = await request.app[MP4_FILES].get(clip, cr, now)
+    return await send_file(request, file, caching.cache_headers(now, clip.expiration, True))
+
+
+async def send_file(
+    request: web.Request, file: Mp4File, headers: dict[str, str]
+) -> web.StreamResponse:
+    """GET/HEAD of an MP4, whole or one byte range, with validators and preconditions; the
+    body is streamed from the layout's views (a computed MP4, or a saved file mapped in)."""
     size = file.layout.size
-    headers = caching.cache_headers(now, clip.expiration, immutable=True)
     headers[hdrs.ETAG] = file.etag
     headers[hdrs.LAST_MODIFIED] = caching.http_date(file.last_modified)
     headers[hdrs.ACCEPT_RANGES] = "bytes"
+    if caching.precondition_failed(request, file.etag, file.last_modified):
+        return _precondition_failed(headers)
     if caching.not_modified(request, file.etag, file.last_modified):
         return web.Response(status=304, headers=headers)
     headers[hdrs.CONTENT_TYPE] = "video/mp4"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -79,6 +80,7 @@ class VideoLibrary:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "videos"
         self.videos: dict[str, Video] = {}
+        self._mapped: dict[tuple[str, str], memoryview] = {}
 
     def load(self) -> None:
         """Index what is on disk; drop what a crash left half written."""
@@ -100,6 +102,17 @@ class VideoLibrary:
 
     def path(self, video: Video, rendition: str) -> Path:
         return self.root / video.id / f"{rendition}.mp4"
+
+    def view(self, video: Video, rendition: str) -> memoryview:
+        """The saved file mapped read-only: served as views, like a clip's segments, so a
+        download or a Range costs pages the kernel already caches, not reads into buffers."""
+        key = (video.id, rendition)
+        mapped = self._mapped.get(key)
+        if mapped is None:
+            with self.path(video, rendition).open("rb") as f:
+                mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            self._mapped[key] = mapped
+        return mapped
 
     def write(
         self, video: Video, bodies: Iterable[tuple[VideoFile, Iterator[memoryview]]]
@@ -143,6 +156,8 @@ class VideoLibrary:
         video = self.videos.pop(video_id, None)
         if video is None:
             return False
+        for f in video.files:  # a download under way keeps its mapping until it ends
+            self._mapped.pop((video_id, f.rendition), None)
         # Rename first so a crash mid-delete leaves a partial that start-up removes.
         doomed = self.root / f".{video_id}.deleting.partial"
         os.rename(self.root / video_id, doomed)

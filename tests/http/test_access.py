@@ -152,3 +152,16 @@ def test_access_log_carries_no_secrets(caplog: pytest.LogCaptureFixture) -> None
     (record,) = caplog.records
     assert '"path":"/ingest/cam/0/index1.m4s"' in record.message
     assert "secret" not in record.message
+
+
+async def test_a_key_that_is_not_utf8_is_refused_with_401(service: Service) -> None:
+    reader, writer = await asyncio.open_connection(service.client.host, service.client.port)
+    writer.write(
+        b"GET /streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer \xe9\xff\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b'"error":"unauthorized"' in answer

@@ -305,3 +305,12 @@ def test_ffmpeg_decodes_every_mp4_over_http_from_zero_to_the_clip_end(
     assert abs(seen.duration - duration) <= VIDEO_FRAME
     assert abs(seen.video_end - duration) <= VIDEO_FRAME
     assert seen.audio_end <= duration + float(AAC_FRAME)
+
+
+async def test_unreadable_if_range_dates_send_the_whole_file(service: Service) -> None:
+    base = await _clip(service)
+    path = f"{base}_master.mp4"
+    whole = await (await service.client.get(path)).read()
+    for date in ("Tue, 1 Jan 99999999999999999999 00:00:00 GMT", "yesterday", "Mon, 32 Foo"):
+        resp = await service.client.get(path, headers={"Range": "bytes=0-1", "If-Range": date})
+        assert resp.status == 200 and await resp.read() == whole

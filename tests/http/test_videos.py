@@ -75,3 +75,26 @@ async def test_unknown_videos_are_404_and_deletable(service: Service) -> None:
     assert (await service.client.get(f"/vod/{video['id']}/master.m3u8")).status == 404
     assert (await service.client.delete(f"/videos/{video['id']}", headers=AUTH)).status == 204
     assert (await service.client.get(f"/videos/{video['id']}", headers=AUTH)).status == 404
+
+
+async def test_vod_downloads_answer_ranges_and_preconditions_like_clip_mp4s(
+    service: Service,
+) -> None:
+    await _saved_clip(service)
+    (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
+    path = f"/vod/{video['id']}/master.mp4"
+    full = await service.client.get(path)
+    body, etag = await full.read(), full.headers["ETag"]
+    assert etag == f'"{video["renditions"][-1]["sha256"][:40]}"'
+    for ignored in ("bytes=5-1", "bytes=0-0,2-3", "items=0-1"):
+        resp = await service.client.get(path, headers={"Range": ignored})
+        assert resp.status == 200 and await resp.read() == body
+    past_end = await service.client.get(path, headers={"Range": f"bytes={len(body)}-"})
+    assert past_end.status == 416 and past_end.headers["Content-Range"] == f"bytes */{len(body)}"
+    assert (await past_end.json())["error"] == "range_not_satisfiable"
+    failed = await service.client.get(path, headers={"If-Match": '"other"'})
+    assert failed.status == 412 and (await failed.json())["error"] == "precondition_failed"
+    assert (await service.client.get(path, headers={"If-Match": etag})).status == 200
+    assert (await service.client.get(path, headers={"If-None-Match": etag})).status == 304
+    tail = await service.client.get(path, headers={"Range": "bytes=-100"})
+    assert tail.status == 206 and await tail.read() == body[-100:]
