@@ -22,6 +22,14 @@ from packager.store.segment import Segment, Timing
 from packager.store.store import Store
 
 MAX_PLAYLIST_BYTES = 1 << 20
+# Boxes before the moov or moof that says what a file is (ftyp/styp, sidx, prft, emsg...).
+MAX_LEADING_BOXES = 1000
+# Encoders cut segments of seconds. A hostile one "lasting" millennia would put its start
+# (arrival minus duration) before year 1, where no playlist date or MP4 time can say it.
+MAX_SEGMENT_SECONDS = 600.0
+# Program-date-times a playlist, an MP4 and `datetime` can all express: 1970 to 9999.
+_PDT_RANGE = (0.0, 253402300799.0)
+MAX_CLOCK_SKEW = 86400.0  # seconds between an encoder's program-date-time and our clock
 TAIL_ENTRIES = 16  # playlist entries read: a segment is matched to its entry within seconds
 # A start this far inside the previous segment means the encoder's clock jumped back.
 _BACKWARDS_TOLERANCE = 0.5
@@ -53,31 +61,30 @@ class Ingest:
     def receive(
         self, stream_id: str, rendition_name: str, filename: str, body: bytes
     ) -> IngestResult:
-        """Take one pushed file. Raises BadMedia (nothing stored) on anything malformed."""
-        stream = self.store.ensure_stream(stream_id)
-        rendition = stream.renditions.get(rendition_name)
+        """Take one pushed file. Raises BadMedia on anything malformed, before anything is
+        stored: not even the stream a first push would create."""
         if filename.endswith(".m3u8"):
             entries = parse_playlist(body)
-            rendition = rendition or stream.renditions.setdefault(
-                rendition_name, Rendition(rendition_name)
-            )
-            self._apply_playlist(rendition, entries)
+            self._apply_playlist(self._rendition(stream_id, rendition_name), entries)
             return IngestResult(Received.PLAYLIST)
-        top = {b.type for b in boxes.iter_boxes(body)}
-        if b"moov" in top:
+        kind = _kind(body)
+        if kind == b"moov":
             init = parse_init(body)
-            rendition = rendition or stream.renditions.setdefault(
-                rendition_name, Rendition(rendition_name)
-            )
-            self._set_init(rendition, init)
+            self._set_init(self._rendition(stream_id, rendition_name), init)
             return IngestResult(Received.INIT)
-        if b"moof" in top:
-            if rendition is None or rendition.init is None:
+        if kind == b"moof":
+            stream = self.store.streams.get(stream_id)
+            rendition = stream.renditions.get(rendition_name) if stream is not None else None
+            if stream is None or rendition is None or rendition.init is None:
                 raise NoInitSegment(
                     f"rendition {rendition_name!r} of stream {stream_id!r} has no init segment yet"
                 )
             return self._add_segment(stream, rendition, filename, body)
         raise BadMedia("neither an init segment (moov) nor a media segment (moof)")
+
+    def _rendition(self, stream_id: str, rendition_name: str) -> Rendition:
+        stream = self.store.ensure_stream(stream_id)
+        return stream.renditions.setdefault(rendition_name, Rendition(rendition_name))
 
     def _set_init(self, rendition: Rendition, init: InitSegment) -> None:
         if rendition.init is not None and rendition.init.data == init.data:
@@ -96,6 +103,8 @@ class Ingest:
         if main is None or main.duration <= 0:
             raise BadMedia(f"segment has no samples of track {init.main.track_id}")
         duration = main.duration / init.main.timescale
+        if duration > MAX_SEGMENT_SECONDS:
+            raise BadMedia(f"segment lasts {duration:.0f} s, more than {MAX_SEGMENT_SECONDS:g}")
         prev = rendition.last
         if (
             prev is not None
@@ -112,8 +121,9 @@ class Ingest:
         )
         entry = rendition.playlist.get(filename)
         now = self.store.clock()
-        if entry is not None and entry.program_date_time is not None:
-            start, timing = entry.program_date_time, Timing.PDT
+        pdt = _trusted_pdt(entry, now)
+        if pdt is not None:
+            start, timing = pdt, Timing.PDT
         elif contiguous and prev is not None:
             start, timing = prev.end, Timing.CONTINUED
         else:
@@ -145,15 +155,25 @@ class Ingest:
         segs = rendition.segments
         for k in range(len(segs) - 1, max(-1, len(segs) - 8), -1):
             seg = segs[k]
-            entry = entries.get(seg.name)
-            if entry is None or entry.program_date_time is None or seg.timing is Timing.PDT:
+            pdt = _trusted_pdt(entries.get(seg.name), self.store.clock())
+            if pdt is None or seg.timing is Timing.PDT:
                 continue
-            pdt = entry.program_date_time
             before_ok = k == 0 or segs[k - 1].start <= pdt
             after_ok = k == len(segs) - 1 or pdt <= segs[k + 1].start
             if before_ok and after_ok:
                 seg.start = pdt
                 seg.timing = Timing.PDT
+
+
+def _trusted_pdt(entry: PlaylistEntry | None, now: float) -> float | None:
+    """The entry's program-date-time, unless it is further from now than any sane clock drift:
+    a date days ahead would hold every later segment past the DVR's horizon and out of reach
+    of clips; such a segment is timed by media continuity or arrival instead."""
+    if entry is None or entry.program_date_time is None:
+        return None
+    if abs(entry.program_date_time - now) > MAX_CLOCK_SKEW:
+        return None
+    return entry.program_date_time
 
 
 def _recent_part(text: str) -> str:
@@ -183,6 +203,18 @@ def _recent_part(text: str) -> str:
     return "#EXTM3U\n" + "\n".join(lines[cut:]) if cut else text
 
 
+def _kind(body: bytes) -> bytes | None:
+    """b"moov" for an init segment, b"moof" for a media segment: whichever comes first.
+
+    Stops there: a body of millions of tiny boxes costs a thousand steps, not millions."""
+    for k, box in enumerate(boxes.iter_boxes(body)):
+        if box.type in (b"moov", b"moof"):
+            return box.type
+        if k >= MAX_LEADING_BOXES:
+            raise BadMedia(f"no moov or moof box among the first {MAX_LEADING_BOXES} boxes")
+    return None
+
+
 def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
     """An encoder's media playlist: per segment file name, its EXTINF, PDT and discontinuity."""
     if len(body) > MAX_PLAYLIST_BYTES:
@@ -205,9 +237,12 @@ def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
             continue
         name = seg.uri.rsplit("/", 1)[-1].split("?", 1)[0]
         pdt = seg.current_program_date_time
+        when = pdt.timestamp() if pdt is not None else None
+        if when is not None and not _PDT_RANGE[0] <= when <= _PDT_RANGE[1]:
+            raise BadMedia(f"EXT-X-PROGRAM-DATE-TIME of {name!r} is not between 1970 and 9999")
         entries[name] = PlaylistEntry(
             duration=float(seg.duration or 0.0),
-            program_date_time=pdt.timestamp() if pdt is not None else None,
+            program_date_time=when,
             discontinuity=bool(seg.discontinuity),
         )
     return entries

@@ -154,3 +154,16 @@ def test_long_event_playlist_reads_its_recent_entries_like_a_full_parse(
         assert entry.program_date_time == seg.current_program_date_time.timestamp()
         assert entry.discontinuity == seg.discontinuity
     assert entries["index299.m4s"].program_date_time == pytest.approx(PDT + 598)
+
+
+def test_a_program_date_time_days_away_is_not_trusted(
+    ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    r = ladder[0]
+    ingest.receive("s", "0", "init_0.mp4", r.init)
+    far = playlist(["index0.m4s"], start=clock() + 30 * 86400)
+    ingest.receive("s", "0", "index.m3u8", far)
+    ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    (seg,) = ingest.store.stream("s").renditions["0"].segments
+    assert seg.timing is Timing.ARRIVAL
+    assert seg.start == pytest.approx(clock() - 2)

@@ -124,7 +124,9 @@ def _edits(data: bytes, trak: Box) -> tuple[Edit, ...]:
     if count > MAX_EDITS or 8 + count * entry.size > elst.end - p:
         raise BadMedia(f"elst declares {count} entries, its box holds fewer or too many")
     table = data[p + 8 : p + 8 + count * entry.size]
-    return tuple(Edit(dur, media_time, rate) for dur, media_time, rate, _ in entry.iter_unpack(table))
+    return tuple(
+        Edit(dur, media_time, rate) for dur, media_time, rate, _ in entry.iter_unpack(table)
+    )
 
 
 def _mdhd_language(data: bytes, mdhd: Box) -> bytes:

@@ -28,13 +28,11 @@ def shift_decode_times(data: bytes, shift: dict[int, int]) -> bytes:
             if tfdt is None or track_id not in shift:
                 continue
             p = tfdt.payload_start
-            version = data[p]
-            if version == 1:
-                (dts,) = struct.unpack_from(">Q", data, p + 4)
-                struct.pack_into(">Q", out, p + 4, dts + shift[track_id])
-            else:
-                (dts,) = struct.unpack_from(">I", data, p + 4)
-                if dts + shift[track_id] >= 2**32:
-                    raise BadMedia("tfdt version 0 cannot hold the shifted time")
-                struct.pack_into(">I", out, p + 4, dts + shift[track_id])
+            width = {0: 4, 1: 8}.get(data[p]) if tfdt.end > p else None
+            if width is None or tfdt.end - p < 4 + width:
+                raise BadMedia("tfdt box truncated or of unknown version")
+            dts = int.from_bytes(data[p + 4 : p + 4 + width], "big") + shift[track_id]
+            if not 0 <= dts < 2 ** (8 * width):
+                raise BadMedia(f"tfdt version {data[p]} cannot hold the shifted time")
+            out[p + 4 : p + 4 + width] = dts.to_bytes(width, "big")
     return bytes(out)

@@ -1,0 +1,166 @@
+"""Hostile pushes through `Ingest.receive`, what an encoder's HTTP PUT reaches.
+
+Each example replays a few pushes (hostile or real init segments, media segments and playlists,
+to known and new streams and renditions, with the clock moving between them) against a copy of
+a store that already holds a live ladder. A push either succeeds and leaves the store
+consistent, or raises a PackagerError (mapped to a 4xx) and leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from functools import cache
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from packager.clock import ManualClock
+from packager.demo import DemoFeed, load_ladder
+from packager.errors import PackagerError
+from packager.ingest import Ingest
+from packager.package import hls
+from packager.package.mp4 import build_layout
+from packager.store.store import Store
+from tests.conftest import LADDER_DIR, T0, feed_past
+from tests.fuzz import strategies as fz
+from tests.fuzz.conftest import count_case, examples
+from tests.fuzz.test_media_fuzz import TIME_LIMIT, check_segment
+
+STREAMS = ["demo", "fresh", "a" * 64]
+RENDITIONS = ["0", "1", "2", "new"]
+
+
+@cache
+def _template() -> tuple[Store, Ingest]:
+    """A store holding 3 segments of the 3-rendition ladder, ending at T0."""
+    clock = ManualClock(T0)
+    store = Store(clock, 1 << 30, 3600.0)
+    ingest = Ingest(store)
+    feed_past(DemoFeed(ingest, load_ladder(LADDER_DIR), clock), clock, 3)
+    return store, ingest
+
+
+def fresh() -> tuple[Store, Ingest]:
+    copied: tuple[Store, Ingest] = copy.deepcopy(_template())
+    return copied
+
+
+def snapshot(store: Store) -> Any:
+    """Everything a push may change, by value and by identity."""
+    return (
+        store.stats(),
+        {
+            sid: (
+                s.name,
+                s.dvr_duration,
+                {
+                    name: (
+                        id(r.init),
+                        r.init_changed,
+                        r.next_seq,
+                        dict(r.playlist),
+                        [(id(g), g.start, g.timing, g.discontinuity) for g in r.segments],
+                    )
+                    for name, r in s.renditions.items()
+                },
+            )
+            for sid, s in store.streams.items()
+        },
+    )
+
+
+def check_store(store: Store) -> None:
+    """The byte accounting matches the rings; every stored segment is consistent media."""
+    rings = [r for s in store.streams.values() for r in s.renditions.values()]
+    segments = [g for r in rings for g in r.segments]
+    assert store.dvr_bytes == sum(g.size for g in segments)
+    assert store.dvr_segments == len(segments)
+    for ring in rings:
+        seqs = [g.seq for g in ring.segments]
+        assert seqs == sorted(set(seqs))
+        for g in ring.segments:
+            assert g.duration > 0 and math.isfinite(g.start)
+            check_segment(g.media, g.data, g.init)
+            assert g.media.track(g.init.main.track_id) is not None
+
+
+@st.composite
+def push(draw: st.DrawFn) -> tuple[str, str, str, bytes]:
+    stream = draw(st.sampled_from(STREAMS))
+    rendition = draw(st.sampled_from(RENDITIONS))
+    kind = draw(st.sampled_from(["init", "segment", "segment", "segment", "playlist", "real"]))
+    if kind == "init":
+        return (
+            stream,
+            rendition,
+            draw(st.sampled_from(["init_0.mp4", "init.mp4"])),
+            draw(fz.hostile_init()),
+        )
+    if kind == "playlist":
+        return stream, rendition, "index.m3u8", draw(fz.hostile_playlist())
+    name = draw(st.sampled_from(["live3.m4s", "live2.m4s", "index0.m4s", "x.m4s", "seg.mp4"]))
+    source = draw(fz.rendition_ids)
+    if kind == "real":  # real bytes, maybe of another rendition or out of order
+        if draw(st.booleans()):
+            return stream, rendition, "init_0.mp4", fz.init_bytes(source)
+        return stream, rendition, name, fz.segment_bytes(source, draw(fz.segment_indexes))
+    return stream, rendition, name, draw(fz.hostile_segment(source))
+
+
+@examples(5)
+@given(
+    pushes=st.lists(
+        st.tuples(push(), st.sampled_from([0.0, 0.0, 0.5, 2.0, 3600.0])), min_size=1, max_size=4
+    )
+)
+def test_a_push_is_taken_whole_or_leaves_the_store_as_it_was(
+    pushes: list[tuple[tuple[str, str, str, bytes], float]],
+) -> None:
+    count_case("ingest: receive")
+    store, ingest = fresh()
+    clock = store.clock
+    assert isinstance(clock, ManualClock)
+    for (stream, rendition, name, body), wait in pushes:
+        clock.advance(wait)
+        before = snapshot(store)
+        started = time.perf_counter()
+        try:
+            ingest.receive(stream, rendition, name, body)
+        except PackagerError:
+            assert snapshot(store) == before, f"a refused push of {name} changed the store"
+        assert time.perf_counter() - started < TIME_LIMIT
+        check_store(store)
+
+
+CUT = st.tuples(st.just("cut"), st.sampled_from(STREAMS), st.floats(0, 20), st.floats(0.5, 20))
+
+
+@examples(3)
+@given(ops=st.lists(st.one_of(push(), push(), CUT), min_size=1, max_size=5))
+def test_what_ingest_accepts_can_be_cut_and_packaged(ops: list[tuple[Any, ...]]) -> None:
+    """Hostile but accepted media, pushed before or after clips are cut from it, must not break
+    the playlists or the MP4 of any clip."""
+    count_case("ingest: accepted media packaged")
+    store, ingest = fresh()
+    clips = []
+    for op in ops:
+        try:
+            if op[0] == "cut":
+                _, stream_id, ago, seconds = op
+                clips.append(
+                    store.create_clip(stream_id, seconds, start=store.clock() - ago - seconds)
+                )
+            else:
+                ingest.receive(*op)
+        except PackagerError:
+            pass
+    for clip in clips:
+        hls.master_playlist(clip)
+        for cr in clip.renditions:
+            hls.media_playlist(clip, cr)
+            if cr.segments:
+                layout = build_layout(cr.segments, clip.start)
+                assert layout.size == sum(len(p) for p in layout.pieces)
