@@ -49,8 +49,8 @@ import imageio_ffmpeg  # noqa: E402
 from feed import HttpFeed  # noqa: E402
 from hotspots import Sampler, py_spy  # noqa: E402
 from load import LoadResult, run_load, wrk_binary  # noqa: E402
-from mp4_remux import Fetch, fetch, median  # noqa: E402
 from servers import API_KEY, Nginx, Packager, nginx_binary, version_of  # noqa: E402
+from timing import Fetch, fetch, median  # noqa: E402
 
 from packager.demo import DEFAULT_LADDER, RecordedRendition, load_ladder  # noqa: E402
 
