@@ -8,6 +8,7 @@ ffmpeg's HLS muxer (`-method PUT`) sends, per rendition, `init_<n>.mp4`, then ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 import m3u8
@@ -215,6 +216,19 @@ def _kind(body: bytes) -> bytes | None:
     return None
 
 
+def _seconds(pdt: datetime | None) -> float | None:
+    """Unix seconds of a program-date-time; one without a zone is read as UTC (RFC 8216 wants
+    a zone; local time would make the server's zone matter, and fails for year 1)."""
+    if pdt is None:
+        return None
+    if pdt.tzinfo is None:
+        pdt = pdt.replace(tzinfo=UTC)
+    try:
+        return pdt.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise BadMedia(f"EXT-X-PROGRAM-DATE-TIME {pdt.isoformat()} is not a usable date") from None
+
+
 def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
     """An encoder's media playlist: per segment file name, its EXTINF, PDT and discontinuity."""
     if len(body) > MAX_PLAYLIST_BYTES:
@@ -236,8 +250,7 @@ def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
         if not seg.uri:
             continue
         name = seg.uri.rsplit("/", 1)[-1].split("?", 1)[0]
-        pdt = seg.current_program_date_time
-        when = pdt.timestamp() if pdt is not None else None
+        when = _seconds(seg.current_program_date_time)
         if when is not None and not _PDT_RANGE[0] <= when <= _PDT_RANGE[1]:
             raise BadMedia(f"EXT-X-PROGRAM-DATE-TIME of {name!r} is not between 1970 and 9999")
         entries[name] = PlaylistEntry(

@@ -198,3 +198,21 @@ def test_a_program_date_time_before_1970_is_bad_media(ingest: Ingest) -> None:
     with pytest.raises(BadMedia, match="PROGRAM-DATE-TIME"):
         ingest.receive("s", "0", "index.m3u8", late)
     _playable(clip)
+
+
+@pytest.mark.parametrize(
+    "date", ["0001-01-01T00:00:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00"]
+)
+def test_a_program_date_time_at_the_ends_of_the_calendar_is_bad_media(date: str) -> None:
+    from packager.ingest import parse_playlist
+
+    body = f"\ufeff#EXTM3U\n#EXTINF:2.000000,\n#EXT-X-PROGRAM-DATE-TIME:{date}\nx.m4s\n".encode()
+    with pytest.raises(BadMedia):  # the m3u8 parser or our range check, never a ValueError
+        parse_playlist(body)
+
+
+def test_a_program_date_time_without_a_zone_is_read_as_utc() -> None:
+    from packager.ingest import parse_playlist
+
+    body = b"#EXTM3U\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:00\nx.m4s\n"
+    assert parse_playlist(body)["x.m4s"].program_date_time == 1800000000.0
