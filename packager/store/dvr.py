@@ -64,13 +64,6 @@ class Rendition:
             out.append(seg)
         return out
 
-    def find_recent(self, name: str, depth: int = 16) -> Segment | None:
-        """The newest segment of that file name, looking back a few (names repeat on restart)."""
-        for k in range(len(self.segments) - 1, max(-1, len(self.segments) - 1 - depth), -1):
-            if self.segments[k].name == name:
-                return self.segments[k]
-        return None
-
 
 @dataclass(eq=False)
 class Stream:

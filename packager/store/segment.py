@@ -55,11 +55,6 @@ class Segment:
         return len(self.data)
 
     @property
-    def held(self) -> bool:
-        """Counts against the memory budget while the DVR or any clip holds it."""
-        return self.in_dvr or self.pins > 0
-
-    @property
     def main(self) -> TrackSamples:
         """Samples of the track that times the segment (video when there is one)."""
         samples = self.media.track(self.init.main.track_id)
