@@ -24,7 +24,8 @@ def ladder() -> list[RecordedRendition]:
 
 @pytest.fixture(scope="session")
 def ffmpeg_exe() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    exe: str = imageio_ffmpeg.get_ffmpeg_exe()
+    return exe
 
 
 @pytest.fixture

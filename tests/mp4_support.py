@@ -125,7 +125,7 @@ class ReadTrack:
     stsd: bytes
 
     def sample_ranges(self) -> Iterator[tuple[int, int]]:
-        for off, size in zip(self.offsets, self.sizes):
+        for off, size in zip(self.offsets, self.sizes, strict=True):
             yield off, off + size
 
 
@@ -243,7 +243,7 @@ def source_sample_hashes(segments: Sequence[Segment], handler: str) -> list[str]
         track = next(t for t in seg.init.tracks if t.handler == handler)
         samples = seg.media.track(track.track_id)
         assert samples is not None
-        for off, size in zip(samples.offsets, samples.sizes):
+        for off, size in zip(samples.offsets, samples.sizes, strict=True):
             out.append(hashlib.sha256(seg.data[off : off + size]).hexdigest())
     return out
 

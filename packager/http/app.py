@@ -13,6 +13,7 @@ from packager.clock import Clock, system_clock
 from packager.config import Config
 from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
 from packager.http import api, ingest, livepeer, playback, videos
+from packager.http.accesslog import quiet_client_errors
 from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, INGEST, STORE
@@ -96,6 +97,7 @@ def create_app(config: Config, clock: Clock = system_clock, timers: bool = True)
         config.dvr_duration,
         Limits(completion_grace=config.completion_grace),
     )
+    quiet_client_errors()
     app[CONFIG] = config
     app[STORE] = store
     app[INGEST] = Ingest(store)

@@ -223,13 +223,13 @@ def stsc(samples_per_chunk: Sequence[int], description_index: Sequence[int]) -> 
     firsts: list[int] = []
     counts: list[int] = []
     descriptions: list[int] = []
-    for chunk, (n, d) in enumerate(zip(samples_per_chunk, description_index), start=1):
+    for chunk, (n, d) in enumerate(zip(samples_per_chunk, description_index, strict=True), start=1):
         if counts and counts[-1] == n and descriptions[-1] == d:
             continue
         firsts.append(chunk)
         counts.append(n)
         descriptions.append(d)
-    table = _u32_array(v for row in zip(firsts, counts, descriptions) for v in row)
+    table = _u32_array(v for row in zip(firsts, counts, descriptions, strict=True) for v in row)
     return full_box(b"stsc", 0, 0, struct.pack(">I", len(firsts)), _big_endian(table))
 
 

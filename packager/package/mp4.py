@@ -98,7 +98,7 @@ def progressive_header(
     def moov(offsets: Callable[[TrackTable], bytes]) -> bytes:
         traks = [
             _trak(t, number, stbl_tables, offsets(t), created)
-            for number, (t, stbl_tables) in enumerate(zip(tables, fixed), start=1)
+            for number, (t, stbl_tables) in enumerate(zip(tables, fixed, strict=True), start=1)
         ]
         return boxwriter.box(b"moov", head, *traks)
 
@@ -211,7 +211,10 @@ class _TrackBuilder:
         """Where the track's first segment in the clip is shown, in the source's timeline."""
         dts = samples.base_decode_time
         composition = min(
-            d + c for d, c in zip(accumulate(samples.durations, initial=dts), samples.cts_offsets)
+            d + c
+            for d, c in zip(
+                accumulate(samples.durations, initial=dts), samples.cts_offsets, strict=False
+            )
         )
         empty, media_time = _edit_offset(source, init.movie_timescale)
         self.first_shown = empty + Fraction(composition - media_time, source.timescale)
@@ -314,7 +317,7 @@ def build_layout(segments: Sequence[Segment], created: float = 0.0) -> Mp4Layout
     payload = 0
     for seg in segments:
         chunks: list[tuple[int, int, _TrackBuilder, TrackSamples, int, int, Track]] = []
-        for builder, rank in zip(builders, ranks):
+        for builder, rank in zip(builders, ranks, strict=True):
             source = _source_track(seg.init, builder.track, rank)
             samples = seg.media.track(source.track_id) if source is not None else None
             if source is None or samples is None or samples.count == 0:

@@ -220,7 +220,7 @@ class Store:
                 f"[{start:.3f}, {end:.3f}) is not in the DVR, which holds "
                 f"[{dvr_start:.3f}, {stream.dvr_end:.3f})"
             )
-        kept = [(r, cut) for r, cut in zip(ladder, cuts) if cut or growing]
+        kept = [(r, cut) for r, cut in zip(ladder, cuts, strict=True) if cut or growing]
         self._check_budget(kept, end)
         renditions: list[ClipRendition] = []
         for number, (rendition, cut) in enumerate(kept, start=1):

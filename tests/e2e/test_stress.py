@@ -119,7 +119,9 @@ class Source:
             for i, data in enumerate(r.segments):
                 media = parse_segment(data, inits[r.name])
                 samples[r.name, i] = {
-                    t.track_id: [sha(data[o : o + s]) for o, s in zip(t.offsets, t.sizes)]
+                    t.track_id: [
+                        sha(data[o : o + s]) for o, s in zip(t.offsets, t.sizes, strict=True)
+                    ]
                     for t in media.tracks
                 }
         main = inits[ladder[0].name].main
@@ -395,7 +397,7 @@ class Client(threading.Thread):
         played: dict[str, list[int]] = {}
         for url in variants:
             played[url] = self.play_rendition(clip, url)
-        renditions = dict(zip(clip.renditions, played.values()))
+        renditions = dict(zip(clip.renditions, played.values(), strict=True))
         self.check_mp4s(clip, renditions)
 
     def play_rendition(self, clip: ClipRecord, url: str) -> list[int]:
@@ -451,7 +453,7 @@ class Client(threading.Thread):
             self.tally.fail(f"{url}: bytes differ from pushed segment {k}")
         want = self.source.samples[rendition, k % len(self.source.durations)]
         for track in media.tracks:
-            got = [sha(data[o : o + s]) for o, s in zip(track.offsets, track.sizes)]
+            got = [sha(data[o : o + s]) for o, s in zip(track.offsets, track.sizes, strict=True)]
             if got != want[track.track_id]:
                 self.tally.fail(f"{url}: track {track.track_id} samples differ from the source")
             self.tally.add("samples_verified", len(got))

@@ -37,6 +37,8 @@ from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import count_case, examples
 from tests.mp4_support import ServerThread
 
+pytestmark = pytest.mark.fuzz
+
 API_KEY = "fuzz-key"
 INGEST_KEY = "fuzz-ingest-key"
 HUGE_YEAR = "Tue, 1 Jan 99999999999999999999 00:00:00 GMT"

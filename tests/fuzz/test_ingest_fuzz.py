@@ -14,6 +14,7 @@ import time
 from functools import cache
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +29,8 @@ from tests.conftest import LADDER_DIR, T0, feed_past
 from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import count_case, examples
 from tests.fuzz.test_media_fuzz import TIME_LIMIT, check_segment
+
+pytestmark = pytest.mark.fuzz
 
 STREAMS = ["demo", "fresh", "a" * 64]
 RENDITIONS = ["0", "1", "2", "new"]

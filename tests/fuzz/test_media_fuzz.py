@@ -28,6 +28,8 @@ from packager.media.rewrite import shift_decode_times
 from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import count_case, examples
 
+pytestmark = pytest.mark.fuzz
+
 TIME_LIMIT = 1.0  # seconds per parse
 # What a parse may allocate beyond its input: sample tables are ~21 bytes per sample, so even
 # the 200,000-sample limit needs ~5 MB; 50 MB leaves room and still catches a lying count.
@@ -99,7 +101,7 @@ def check_segment(media: SegmentMedia, data: bytes, init: InitSegment) -> None:
         assert len(track.durations) == len(track.offsets) == len(track.cts_offsets) == n
         assert len(track.sync) == n
         assert track.base_decode_time >= 0
-        for off, size in zip(track.offsets, track.sizes):
+        for off, size in zip(track.offsets, track.sizes, strict=True):
             k = bisect_right(starts, off) - 1
             assert k >= 0 and off + size <= mdats[k][1], (off, size, mdats)
         assert set(track.sync) <= {0, 1}

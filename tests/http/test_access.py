@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -137,7 +138,12 @@ async def test_clip_ids_are_128_random_bits(service: Service) -> None:
         (await service.create_clip(duration=2, start=service.clock() - 4))["id"] for _ in range(50)
     }
     assert len(ids) == 50
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    # Random ids vary in every one of their 128 bits across 50 draws (a bit stuck at one value
+    # has probability 2**-49); counters, timestamps or short random parts leave bits fixed.
+    values = [int(i, 16) for i in ids]
+    for bit in range(128):
+        assert len({(v >> bit) & 1 for v in values}) == 2, f"bit {bit} never changes"
 
 
 def test_access_log_carries_no_secrets(caplog: pytest.LogCaptureFixture) -> None:

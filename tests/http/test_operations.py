@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.http.conftest import Service
@@ -27,10 +31,10 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     assert resp.status == 200
     assert resp.content_type == "text/plain"
     text = await resp.text()
-    seg = "/rec/{stream_id}/{segment}"
+    seg_route = "/rec/{stream_id}/{segment}"
     requests = "packager_http_requests_total"
-    assert _value(text, requests, route=seg, method="GET", status="200") == 2
-    assert _value(text, "packager_http_response_bytes_total", route=seg) == 2 * size
+    assert _value(text, requests, route=seg_route, method="GET", status="200") == 2
+    assert _value(text, "packager_http_response_bytes_total", route=seg_route) == 2 * size
     m3u8 = "/rec/{stream_id}/{m3u8}"
     assert _value(text, requests, route=m3u8, method="GET", status="404") == 1
     assert _value(text, "packager_ingest_files_total", kind="rejected") == 1
@@ -47,3 +51,22 @@ async def test_health_and_readiness(service: Service) -> None:
     assert (await service.client.get("/healthz")).status == 200
     ready = await service.client.get("/readyz")
     assert ready.status == 200 and (await ready.json())["status"] == "ready"
+
+
+async def test_a_malformed_request_is_logged_at_info_without_traceback(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client's bad header is its own mistake: aiohttp answers 400, we log one INFO line."""
+    caplog.set_level(logging.DEBUG)
+    port = service.client.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad\x01: y\r\nConnection: close\r\n\r\n")
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status.split()[1] == b"400", status
+    await asyncio.sleep(0.05)
+    records = [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert records, "the bad request was not logged at all"
+    assert all(r.levelno <= logging.INFO for r in records), [r.getMessage() for r in records]
+    assert all(r.exc_info is None and "Traceback" not in r.getMessage() for r in records)
+    assert any("400" in r.getMessage() for r in records)

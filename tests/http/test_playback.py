@@ -17,14 +17,14 @@ async def test_hls_links_resolve_to_playlists_init_and_segments(service: Service
     assert len(master.playlists) == 3
     base = master_path.rsplit("/", 1)[0]
     stored = service.store.clip("demo", clip["id"])
-    for variant, cr in zip(master.playlists, stored.renditions):
+    for variant, cr in zip(master.playlists, stored.renditions, strict=True):
         media_resp = await service.client.get(f"{base}/{variant.uri}")
         assert media_resp.status == 200
         media = m3u8.loads(await media_resp.text())
         init = await service.client.get(f"{base}/{media.segments[0].init_section.uri}")
         assert init.status == 200 and init.content_type == "video/mp4"
         assert await init.read() == cr.inits[0].data
-        for seg, stored_seg in zip(media.segments, cr.segments):
+        for seg, stored_seg in zip(media.segments, cr.segments, strict=True):
             got = await service.client.get(f"{base}/{seg.uri}")
             assert got.status == 200
             assert await got.read() == stored_seg.data

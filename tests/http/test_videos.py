@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from packager.http.videos import SAVER
 from tests.http.conftest import AUTH, Service
 
 
-async def _saved_clip(service: Service) -> dict[str, object]:
+async def _saved_clip(service: Service) -> dict[str, Any]:
     now = service.clock()
     clip = await service.create_clip(
         duration=6, start=now - 10, expiration=now + 120, vod_required=True
@@ -47,7 +48,7 @@ async def test_video_outlives_its_clip(service: Service) -> None:
     assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 404
     resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
     assert resp.status == 200
-    for rendition in clip["renditions"]:  # type: ignore[attr-defined]
+    for rendition in clip["renditions"]:
         got = await service.client.get(f"/vod/{video_id}/{rendition}.mp4")
         assert got.status == 200 and got.content_type == "video/mp4"
 

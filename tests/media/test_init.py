@@ -9,7 +9,7 @@ from packager.media.init import parse_init
 
 def test_init_segment_gives_codecs_sizes_and_timescales(ladder: list[RecordedRendition]) -> None:
     expected = [(640, 360, "avc1.64001e"), (1280, 720, "avc1.64001f"), (1920, 1080, "avc1.640028")]
-    for rendition, (width, height, codec) in zip(ladder, expected):
+    for rendition, (width, height, codec) in zip(ladder, expected, strict=True):
         init = parse_init(rendition.init)
         video, audio = init.video, init.audio
         assert video is not None and audio is not None

@@ -21,7 +21,7 @@ def test_master_playlist_lists_the_ladder_with_media_attributes(fed_store: Fed) 
         names.playlist(clip.id, f"media_{n}_{h}") for n, h in ((1, 360), (2, 720), (3, 1080))
     ]
     assert [p.stream_info.resolution for p in variants] == [(640, 360), (1280, 720), (1920, 1080)]
-    for p, cr in zip(variants, clip.renditions):
+    for p, cr in zip(variants, clip.renditions, strict=True):
         info = p.stream_info
         assert info.codecs == f"{cr.init.video.codec},mp4a.40.2"  # type: ignore[union-attr]
         assert info.frame_rate == pytest.approx(30.0)

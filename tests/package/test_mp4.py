@@ -96,7 +96,7 @@ def test_video_and_audio_are_shown_from_zero_in_the_source_sync(first: int) -> N
     assert len(video.edits) == 1 and len(audio.edits) == 1
     (_, video_start), (_, audio_start) = video.edits[0], audio.edits[0]
     # Video starts at its first shown frame: the B-frame delay of its first GOP.
-    assert video_start == min(d + c for d, c in zip(_dts(video.durations), video.cts))
+    assert video_start == min(d + c for d, c in zip(_dts(video.durations), video.cts, strict=True))
     # Audio is trimmed to the source instant where that frame is shown: sync as in the source.
     source_video = _first_shown(segments[0], "vide")
     source_audio = _first_shown(segments[0], "soun")
@@ -146,11 +146,11 @@ def test_chunks_interleave_per_segment_and_coalesce_into_one_piece_per_segment()
     video, audio = movie.track("vide"), movie.track("soun")
     assert len(video.chunk_offsets) == len(audio.chunk_offsets) == 4
     assert video.stsc == [(1, 60, 1)]
-    for v, a, seg in zip(video.chunk_offsets, audio.chunk_offsets, segments):
+    for v, a, seg in zip(video.chunk_offsets, audio.chunk_offsets, segments, strict=True):
         assert a == v + seg.media.tracks[0].total_size  # audio right after its segment's video
     # ffmpeg stores each segment's video then audio back to back: one view per segment.
     assert len(layout.pieces) == 1 + len(segments)
-    for piece, seg in zip(layout.pieces[1:], segments):
+    for piece, seg in zip(layout.pieces[1:], segments, strict=True):
         assert piece.obj is seg.data  # a view of the stored bytes, not a copy
         assert len(piece) == sum(t.total_size for t in seg.media.tracks)
 

@@ -211,3 +211,10 @@ def test_clip_count_limits_answer_limit_reached(
     store.create_clip("demo", duration=2, start=origin)
     with pytest.raises(LimitReached, match="per stream"):
         store.create_clip("demo", duration=2, start=origin)
+    # A second stream may still cut, until the clips of all streams reach max_clips.
+    other = DemoFeed(Ingest(store), ladder, clock, stream_id="other")
+    feed_past(other, clock, 3)
+    store.create_clip("other", duration=2, start=origin)
+    assert len(store.clips) == 3
+    with pytest.raises(LimitReached, match="at once"):
+        store.create_clip("other", duration=2, start=origin)
