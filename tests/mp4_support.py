@@ -237,14 +237,29 @@ def _read_trak(data: bytes, start: int, end: int) -> ReadTrack:
 
 
 def source_sample_hashes(segments: Sequence[Segment], handler: str) -> list[str]:
-    """sha256 of every sample of the track with that handler, straight from the segments."""
+    """sha256 of every sample of the track with that handler that the MP4 should carry, straight
+    from the segments: all of them, but an audio frame that overlaps the one before it by more
+    than half its duration (a repeated frame at a segment boundary) is left out; time going
+    back by more than half a second is a restart, where nothing overlaps."""
     out = []
+    end: int | None = None  # source decode time where the last kept sample ends
     for seg in segments:
         track = next(t for t in seg.init.tracks if t.handler == handler)
         samples = seg.media.track(track.track_id)
         assert samples is not None
-        for off, size in zip(samples.offsets, samples.sizes, strict=True):
+        dts = samples.base_decode_time
+        for off, size, duration in zip(
+            samples.offsets, samples.sizes, samples.durations, strict=True
+        ):
+            overlap = end - dts if end is not None else 0
+            if 2 * overlap > track.timescale:  # time went back: a restart, a new timeline
+                overlap = 0
+            if handler == "soun" and 2 * overlap > duration:
+                dts += duration
+                continue
             out.append(hashlib.sha256(seg.data[off : off + size]).hexdigest())
+            dts += duration
+            end = dts
     return out
 
 

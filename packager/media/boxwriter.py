@@ -1,4 +1,5 @@
-"""Write the ISO-BMFF boxes of a progressive MP4 `moov` (ISO/IEC 14496-12), sans-IO.
+"""Write the ISO-BMFF boxes of a progressive MP4 `moov`, and of an fMP4 media segment
+(ISO/IEC 14496-12), sans-IO.
 
 Why not pymp4 for all of it (checked with pymp4 1.4.0 on construct 2.8.8, Python 3.11):
 - It cannot *build* any box holding an `Array`/`GreedyRange` (ftyp, mvhd, tkhd, mdhd):
@@ -17,6 +18,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from pymp4.parser import Box as Mp4Box
@@ -249,3 +251,57 @@ def chunk_offsets(offsets: Sequence[int], wide: bool) -> bytes:
 def chunk_offsets_size(count: int, wide: bool) -> int:
     """Bytes of the stco/co64 box for `count` chunks, known before the offsets are."""
     return 16 + count * (8 if wide else 4)
+
+
+# ---- fragmented MP4: one media segment ------------------------------------------------------
+
+_SYNC_FLAGS = 0x02000000  # sample_depends_on = 2 (an I-frame): a sync sample (§8.8.3.1)
+_NON_SYNC_FLAGS = 0x01010000  # depends on others, sample_is_non_sync_sample
+# trun: data-offset, then per sample duration, size, flags and composition offset (§8.8.8).
+_TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800
+_DEFAULT_BASE_IS_MOOF = 0x020000
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFragment:
+    """One track's samples in a media segment: tables and the sample bytes back to back."""
+
+    track_id: int
+    base_decode_time: int
+    durations: Sequence[int]
+    sizes: Sequence[int]
+    sync: Sequence[int]
+    cts_offsets: Sequence[int]
+    data: bytes | memoryview
+
+
+def _traf(t: TrackFragment, data_offset: int) -> bytes:
+    n = len(t.sizes)
+    rows = array("I", [0]) * (4 * n)
+    rows[0::4] = array("I", t.durations)
+    rows[1::4] = array("I", t.sizes)
+    rows[2::4] = array("I", (_SYNC_FLAGS if s else _NON_SYNC_FLAGS for s in t.sync))
+    rows[3::4] = array("I", (c & U32_MAX for c in t.cts_offsets))  # trun v1: signed
+    return box(
+        b"traf",
+        full_box(b"tfhd", 0, _DEFAULT_BASE_IS_MOOF, struct.pack(">I", t.track_id)),
+        full_box(b"tfdt", 1, 0, struct.pack(">Q", t.base_decode_time)),
+        full_box(b"trun", 1, _TRUN_FLAGS, struct.pack(">Ii", n, data_offset), _big_endian(rows)),
+    )
+
+
+def media_segment(sequence: int, tracks: Sequence[TrackFragment]) -> bytes:
+    """styp + moof + mdat: what an encoder pushes (CMAF-style, one moof, every track's samples
+    back to back in one mdat, offsets from the moof: default-base-is-moof)."""
+    styp = box(b"styp", b"msdh", struct.pack(">I", 0), b"msdh", b"msix")
+    mfhd = full_box(b"mfhd", 0, 0, struct.pack(">I", sequence))
+    # Each traf's size does not depend on its data offset's value: size with zeros, then fill.
+    moof_size = 8 + len(mfhd) + sum(len(_traf(t, 0)) for t in tracks)
+    offset = moof_size + 8
+    trafs = []
+    for t in tracks:
+        trafs.append(_traf(t, offset))
+        offset += len(t.data)
+    moof = box(b"moof", mfhd, *trafs)
+    payload = sum(len(t.data) for t in tracks)
+    return b"".join((styp, moof, box_header(b"mdat", payload), *(bytes(t.data) for t in tracks)))

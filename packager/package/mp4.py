@@ -10,13 +10,23 @@ order the segment stores them (ffmpeg writes the video run, then the audio run).
 audio and video interleaved every segment, `stsc`/`stco` a few entries per segment, and
 neighbouring chunks that were neighbours in the source become one piece.
 
-Timeline: decode times restart at 0 and run on through discontinuities (sample durations carry
-the timeline). The presentation is the main (video) track's: from its first shown frame to its
-end, so the file lasts exactly the clip's duration. Each track's place in it comes from the
-source's own presentation time (tfdt, composition offsets and the init's edit list), so audio
-and video stay in sync exactly as the encoder made them: a track that starts later gets an
-empty edit, a track that starts earlier (audio cut before the keyframe, AAC priming) is trimmed
-by its edit's media_time; the video's media_time is its composition delay (B-frames).
+Timeline: each track's decode times start at 0 and follow the source's own (tfdt): a sample
+decodes here, relative to the track's first, exactly when it does in the source, to the tick.
+Encoders leave gaps and overlaps between segments (a dropped or repeated AAC frame, a stall);
+chaining sample durations instead carried each one forward, 21 ms per overlap, 0.2 s of audio
+drift after two minutes. A gap or a small overlap is absorbed where it occurs, in the duration
+of the sample before it; an audio frame that overlaps its predecessor by more than half is
+dropped. Where the source timeline cannot be followed (a new init, time going back, a jump of
+more than MAX_FOLLOWED_GAP: an encoder restart), the main track goes on right where it ended,
+so the file lasts what the playlists say, and the other tracks keep the new segment's own offset
+to it (audio that would overlap drops its overlapping frames).
+
+The presentation is the main (video) track's: from its first shown frame to its end, so the
+file lasts exactly the clip's duration. Each track's place in it comes from the source's own
+presentation time (tfdt, composition offsets and the init's edit list), so audio and video stay
+in sync exactly as the encoder made them: a track that starts later gets an empty edit, a track
+that starts earlier (audio cut before the keyframe, AAC priming) is trimmed by its edit's
+media_time; the video's media_time is its composition delay (B-frames).
 """
 
 from __future__ import annotations
@@ -35,6 +45,11 @@ from packager.store.segment import Segment
 FTYP = boxwriter.ftyp(b"isom", 0x200, (b"isom", b"iso2", b"avc1", b"mp41"))
 HANDLER_NAMES = {"vide": "VideoHandler", "soun": "SoundHandler"}
 FULL_VOLUME = 0x100
+# A forward jump of the source's timestamps up to this is followed (a gap in the file); past it
+# the jump is taken for a restart, and the tracks go on from where they ended.
+MAX_FOLLOWED_GAP = Fraction(10)
+# Audio overlapping its predecessor by up to this is followed by dropping the overlapping frames.
+MAX_DROPPED_OVERLAP = Fraction(1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +194,56 @@ class _TrackBuilder:
     # Source presentation time of the first shown sample, and its composition time here.
     first_shown: Fraction | None = None
     first_composition: int = 0
+    # Clip time (seconds, in the source's presentation terms) where the first sample decodes,
+    # and the decode ticks so far: the running end is origin + ticks / timescale.
+    origin: Fraction | None = None
+    ticks: int = 0
+
+    @property
+    def end(self) -> Fraction:
+        assert self.origin is not None
+        return self.origin + Fraction(self.ticks, self.track.timescale)
+
+    def follows(self, begin: Fraction) -> bool:
+        """Whether a segment whose first sample decodes at `begin` can go on this timeline."""
+        if self.origin is None:
+            return True
+        gap = begin - self.end
+        if gap > MAX_FOLLOWED_GAP:
+            return False
+        if self.track.is_audio:
+            return gap >= -MAX_DROPPED_OVERLAP
+        # Video frames are never dropped (the next may reference them): the overlap must fit
+        # inside the boundary frame's duration.
+        last = self.durations[-1] if self.durations else 0
+        return gap * self.track.timescale > 1 - last
+
+    def align(self, begin: Fraction, samples: TrackSamples, source: Track) -> int:
+        """Place the segment's first sample at `begin` on this track's timeline: the gap or
+        overlap goes into the boundary sample's duration, after dropping audio frames that
+        overlap their predecessor by more than half. Returns how many leading samples to drop."""
+        if self.origin is None:
+            self.origin = begin
+            return 0
+        timescale = self.track.timescale
+        ratio = Fraction(timescale, source.timescale)
+        delta = round((begin - self.origin) * timescale) - self.ticks
+        last = self.durations[-1] if self.durations else 0
+        skip = 0
+        if self.track.is_audio:
+            # Drop a frame that overlaps by more than half, or whose overlap the boundary
+            # frame is too short to absorb.
+            while skip < samples.count - 1:
+                duration = round(samples.durations[skip] * ratio)
+                if 2 * delta >= -duration and (last + delta >= 1 or not self.durations):
+                    break
+                delta += duration
+                skip += 1
+        if delta and self.durations:
+            boundary = max(1, last + delta)
+            self.ticks += boundary - last
+            self.durations[-1] = boundary
+        return skip
 
     def entry_for(self, source: Track) -> int:
         """1-based index of the source's sample description, added on first sight."""
@@ -196,19 +261,23 @@ class _TrackBuilder:
         if source.timescale == self.track.timescale:
             self.durations.extend(samples.durations[lo:hi])
             self.cts.extend(samples.cts_offsets[lo:hi])
+            self.ticks += sum(samples.durations[lo:hi])
         else:  # a new init with another clock: rescale, rounding on the running sum
             ratio = Fraction(self.track.timescale, source.timescale)
             ends = [round(t * ratio) for t in accumulate(samples.durations[lo:hi], initial=0)]
             self.durations.extend(b - a for a, b in pairwise(ends))
             self.cts.extend(round(c * ratio) for c in samples.cts_offsets[lo:hi])
+            self.ticks += ends[-1]
         self.sizes.extend(samples.sizes[lo:hi])
         self.sync.extend(samples.sync[lo:hi])
         self.chunk_samples.append(hi - lo)
         self.chunk_entries.append(self.entry_for(source))
         self.chunk_offsets.append(offset)
 
-    def note_start(self, samples: TrackSamples, source: Track, init: InitSegment) -> None:
-        """Where the track's first segment in the clip is shown, in the source's timeline."""
+    def note_start(
+        self, samples: TrackSamples, source: Track, init: InitSegment, shift: Fraction
+    ) -> None:
+        """Where the track's first segment in the clip is shown, in the clip's timeline."""
         dts = samples.base_decode_time
         composition = min(
             d + c
@@ -217,7 +286,7 @@ class _TrackBuilder:
             )
         )
         empty, media_time = _edit_offset(source, init.movie_timescale)
-        self.first_shown = empty + Fraction(composition - media_time, source.timescale)
+        self.first_shown = empty + Fraction(composition - media_time, source.timescale) + shift
         # Here the first sample decodes at 0: its composition time is the same distance on.
         self.first_composition = round(
             (composition - dts) * Fraction(self.track.timescale, source.timescale)
@@ -270,6 +339,13 @@ def _edit_offset(track: Track, movie_timescale: int) -> tuple[Fraction, int]:
     return Fraction(empty, movie_timescale), 0
 
 
+def _decode_begin(samples: TrackSamples, source: Track, init: InitSegment) -> Fraction:
+    """When the first sample decodes, in seconds of the source's presentation timeline (the
+    init's edit list applied), so that tracks can be compared with one another."""
+    empty, media_time = _edit_offset(source, init.movie_timescale)
+    return empty + Fraction(samples.base_decode_time - media_time, source.timescale)
+
+
 def _sample_entries(stsd: bytes) -> tuple[bytes, int]:
     """The entries of an stsd box (after its version, flags and entry_count) and their count."""
     box = next(boxes.iter_boxes(stsd))
@@ -315,16 +391,31 @@ def build_layout(segments: Sequence[Segment], created: float = 0.0) -> Mp4Layout
     main = next(b for b in builders if b.track is first_init.main)
     pieces: list[tuple[bytes, int, int]] = []
     payload = 0
+    shift = Fraction(0)  # added to source times: moves on when the source timeline restarts
     for seg in segments:
-        chunks: list[tuple[int, int, _TrackBuilder, TrackSamples, int, int, Track]] = []
+        present: list[tuple[_TrackBuilder, TrackSamples, Track, Fraction]] = []
         for builder, rank in zip(builders, ranks, strict=True):
             source = _source_track(seg.init, builder.track, rank)
             samples = seg.media.track(source.track_id) if source is not None else None
             if source is None or samples is None or samples.count == 0:
                 continue
+            present.append((builder, samples, source, _decode_begin(samples, source, seg.init)))
+        if not all(b.follows(begin + shift) for b, _, _, begin in present):
+            anchor = next((x for x in present if x[0] is main and main.origin is not None), None)
+            if anchor is not None:
+                shift = main.end - anchor[3]
+            else:  # no main-track sample here: start after whatever ended last
+                ends = [b.end for b in builders if b.origin is not None]
+                shift = max(ends) - min(begin for *_, begin in present)
+        chunks: list[tuple[int, int, _TrackBuilder, TrackSamples, int, int, Track]] = []
+        for builder, samples, source, begin in present:
             if builder.first_shown is None:
-                builder.note_start(samples, source, seg.init)
-            for lo, hi in _runs(samples):
+                builder.note_start(samples, source, seg.init, shift)
+            skip = builder.align(begin + shift, samples, source)
+            for run_lo, hi in _runs(samples):
+                lo = max(run_lo, skip)
+                if lo >= hi:
+                    continue
                 start = samples.offsets[lo]
                 end = samples.offsets[hi - 1] + samples.sizes[hi - 1]
                 chunks.append((start, end, builder, samples, lo, hi, source))

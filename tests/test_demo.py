@@ -1,0 +1,46 @@
+"""The demo feed is a continuous live stream: no gap and no overlap at its loop points."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from packager.clock import ManualClock
+from packager.demo import DemoFeed, RecordedRendition
+from packager.ingest import Ingest
+from packager.media.fragment import parse_segment
+from packager.store.store import Store
+from tests.conftest import feed_past
+
+HALF_AAC_FRAME = Fraction(512, 48000)
+
+
+def test_every_track_goes_on_exactly_where_it_ended_across_loops(
+    ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    store = Store(clock, 1 << 30, 3600.0)
+    feed = DemoFeed(Ingest(store), ladder, clock)
+    feed_past(feed, clock, 40)  # six loop points
+    for recorded, rendition in zip(ladder, store.stream("demo").renditions.values(), strict=True):
+        init = recorded.parsed_init
+        originals = [parse_segment(s, init) for s in recorded.segments]
+        recorded_data = recorded.segments
+        ends: dict[int, int] = {}
+        for k, seg in enumerate(rendition.segments):
+            video, audio = seg.media.tracks
+            for samples in (video, audio):
+                if samples.track_id in ends:
+                    assert samples.base_decode_time == ends[samples.track_id], (k, samples.track_id)
+                ends[samples.track_id] = samples.end_decode_time
+            # Each audio frame sits where the recording has it against the video, to half a
+            # frame (the feed drops or repeats a frame at a loop point to stay there).
+            rv, ra = originals[k % len(originals)].tracks
+            source = recorded_data[k % len(originals)]
+            first = bytes(seg.data[audio.offsets[0] : audio.offsets[0] + audio.sizes[0]])
+            j = next(
+                j
+                for j in range(3)
+                if source[ra.offsets[j] : ra.offsets[j] + ra.sizes[j]] == first
+            )
+            moved = Fraction(video.base_decode_time - rv.base_decode_time, 15360)
+            placed = Fraction(audio.base_decode_time - ra.base_decode_time - 1024 * j, 48000)
+            assert abs(placed - moved) <= HALF_AAC_FRAME, k
