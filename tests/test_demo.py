@@ -37,9 +37,7 @@ def test_every_track_goes_on_exactly_where_it_ended_across_loops(
             source = recorded_data[k % len(originals)]
             first = bytes(seg.data[audio.offsets[0] : audio.offsets[0] + audio.sizes[0]])
             j = next(
-                j
-                for j in range(3)
-                if source[ra.offsets[j] : ra.offsets[j] + ra.sizes[j]] == first
+                j for j in range(3) if source[ra.offsets[j] : ra.offsets[j] + ra.sizes[j]] == first
             )
             moved = Fraction(video.base_decode_time - rv.base_decode_time, 15360)
             placed = Fraction(audio.base_decode_time - ra.base_decode_time - 1024 * j, 48000)

@@ -28,6 +28,10 @@ def _q(query: str) -> str:
 
 
 def _independent(clip: Clip) -> bool:
+    """EXT-X-INDEPENDENT-SEGMENTS, only when true: a growing clip's later segments are not
+    known yet, and a tag once served in an EVENT playlist cannot be taken back."""
+    if clip.event:
+        return False
     return all(s.starts_with_keyframe for r in clip.renditions for s in r.segments)
 
 
@@ -60,17 +64,24 @@ def _stream_inf(cr: ClipRendition) -> str:
 
 
 def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
-    """VOD + ENDLIST once the clip is complete; EVENT (growing, no ENDLIST) before."""
+    """A clip complete when cut is VOD; one cut while growing is EVENT for its whole life, so
+    every later version of it begins with every line of the earlier ones, and gets ENDLIST
+    once complete. Players start at its first frame (EXT-X-START), not near its live edge."""
     segs = cr.segments
-    target = max((math.ceil(s.duration - 1e-3) for s in segs), default=2)
+    if clip.event:
+        target = cr.target_duration
+    else:
+        target = max((math.ceil(s.duration - 1e-3) for s in segs), default=2)
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
         f"#EXT-X-TARGETDURATION:{max(1, target)}",
         "#EXT-X-MEDIA-SEQUENCE:0",
-        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if clip.complete else 'EVENT'}",
+        f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if clip.event else 'VOD'}",
+        # hls.js and Shaka took a growing clip for a live stream and started 2 s in.
+        "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES",
     ]
-    if segs and all(s.starts_with_keyframe for s in segs):
+    if _independent(clip) and all(s.starts_with_keyframe for s in segs):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     current_init = -1
     for i, seg in enumerate(segs):
@@ -81,7 +92,7 @@ def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
             uri = names.init(clip.id, cr.name, init_index) + _q(query)
             lines.append(f'#EXT-X-MAP:URI="{uri}"')
             current_init = init_index
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(cr.starts[i])}")
         lines.append(f"#EXTINF:{seg.duration:.6f},")
         lines.append(names.segment(clip.id, cr.name, i) + _q(query))
     if clip.complete:

@@ -19,7 +19,12 @@ class ClipRendition:
     segments: list[Segment] = field(default_factory=list)
     inits: list[InitSegment] = field(default_factory=list)
     init_of: list[int] = field(default_factory=list)  # per segment: index into `inits`
+    # Per segment, its wall-clock start as it was when the clip took it: a late playlist may
+    # still correct the DVR's copy, but a growing clip's served lines must never change.
+    starts: list[float] = field(default_factory=list)
     height: int = 0
+    # EXT-X-TARGETDURATION, fixed when the clip is cut so a growing playlist only ever grows.
+    target_duration: int = 0
 
     @property
     def name(self) -> str:
@@ -31,6 +36,7 @@ class ClipRendition:
             self.inits.append(segment.init)
         self.init_of.append(len(self.inits) - 1)
         self.segments.append(segment)
+        self.starts.append(segment.start)
 
     @property
     def init(self) -> InitSegment:
@@ -42,7 +48,7 @@ class ClipRendition:
 
     @property
     def end(self) -> float | None:
-        return self.segments[-1].end if self.segments else None
+        return self.starts[-1] + self.segments[-1].duration if self.segments else None
 
     @property
     def duration(self) -> float:
@@ -88,6 +94,9 @@ class Clip:
     renditions: list[ClipRendition]
     name: str | None = None
     private: bool = False  # playback needs a signed link
+    # Cut while its end was still ahead: its playlists are EVENT for good (RFC 8216 §4.3.3.5:
+    # an EVENT playlist is only appended to), ENDLIST added when it completes.
+    event: bool = False
     complete: bool = False
     completed_at: float | None = None
     completion_note: str | None = None  # set when it completed short (the ingest stopped)
@@ -104,7 +113,7 @@ class Clip:
     @property
     def start(self) -> float:
         ref = self.reference
-        return ref.segments[0].start if ref.segments else self.requested_start
+        return ref.starts[0] if ref.segments else self.requested_start
 
     @property
     def duration(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -35,6 +36,13 @@ MAX_EXPIRATION = 4 * 3600.0
 DEFAULT_LIFETIME = 3600.0  # contract: omitted expiration = clip end + 3600 s
 FUTURE_TOLERANCE = 2.0  # seconds of clock skew allowed on a `start` "in the future"
 END_EPSILON = 1e-3
+
+
+def _target_duration(rendition: Rendition) -> int:
+    """EXT-X-TARGETDURATION for a clip of this rendition: the longest segment the DVR holds,
+    rounded up (a growing clip cannot know its later segments' lengths; an encoder keeps them
+    within its own target)."""
+    return max(1, max((math.ceil(s.duration - 1e-3) for s in rendition.segments), default=2))
 
 
 class TimerKind(Enum):
@@ -224,7 +232,12 @@ class Store:
         self._check_budget(kept, end)
         renditions: list[ClipRendition] = []
         for number, (rendition, cut) in enumerate(kept, start=1):
-            cr = ClipRendition(number=number, source=rendition, height=rendition.height)
+            cr = ClipRendition(
+                number=number,
+                source=rendition,
+                height=rendition.height,
+                target_duration=_target_duration(rendition),
+            )
             for seg in cut:
                 self._pin(seg)
                 cr.append(seg)
@@ -240,6 +253,7 @@ class Store:
             renditions=renditions,
             name=name,
             private=private,
+            event=growing,
         )
         self.clips[clip.id] = clip
         self._schedule(expiration, TimerKind.EXPIRE, clip.id)

@@ -147,3 +147,61 @@ async def test_mp4_link_plays_in_a_video_element(
     assert report["mediaError"] is None, (report, diagnostics)
     assert report["currentTime"] > PLAY_PAST, (report, diagnostics)
     assert report["duration"] == pytest.approx(clip["duration"], abs=1.0), report
+
+
+async def _open(folder: Path, page: str, done: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """Open the page and poll its report until `done` (a JS expression over `r`) holds."""
+    browser = await Browser.launch(folder)
+    try:
+        await browser.goto(page)
+        check = f"(r => r && (Boolean({done}) || Boolean(r.fatal || r.mediaError)))"
+        report = await browser.wait_for(
+            f"window.report ? (() => {{ const r = window.report(); r.done = {check}(r); "
+            "return r; })() : null",
+            done=lambda r: bool(r) and bool(r["done"]),
+            timeout=timeout,
+        )
+        return report, browser.diagnostics()
+    finally:
+        await browser.close()
+
+
+async def test_a_growing_clip_starts_at_its_first_frame_in_hls_js(
+    demo: tuple[Server, dict[str, Any]], page_origin: str, tmp_path: Path
+) -> None:
+    """Its playlist is EVENT: hls.js took it for live and started 2 s in, until EXT-X-START."""
+    server, _ = demo
+    status, clip = server.request(
+        "POST", "/streams/demo/clip_recording", {"duration": 30, "start": time.time() - 14}
+    )
+    assert status == 201 and clip["complete"] is False, clip
+    page = f"{page_origin}/player.html?hls={urllib.parse.quote(clip['hls_master'], safe='')}"
+
+    report, diagnostics = await _open(tmp_path, page, "r.firstPlaying !== null", PLAY_TIMEOUT)
+
+    assert report["fatal"] is None and report["firstPlaying"] is not None, (report, diagnostics)
+    assert report["firstPlaying"] < 0.1, report
+
+
+async def test_chromium_native_hls_plays_a_clip_across_a_loop_point_to_its_end(
+    demo: tuple[Server, dict[str, Any]], page_origin: str, tmp_path: Path
+) -> None:
+    """The demo's 12 s loop point once overlapped audio by a frame; Chromium's own HLS player
+    stalled there for good. A 26 s clip holds at least two loop points."""
+    server, _ = demo
+    status, clip = server.request(
+        "POST", "/streams/demo/clip_recording", {"duration": 26, "start": time.time() - 28}
+    )
+    assert status == 201 and clip["complete"] is True, clip
+    page = f"{page_origin}/player.html?native={urllib.parse.quote(clip['hls_master'], safe='')}"
+
+    report, diagnostics = await _open(
+        tmp_path, page, "r.ended || r.canPlayHls === ''", clip["duration"] + 30
+    )
+
+    if report["canPlayHls"] == "":
+        pytest.skip("this Chromium has no native HLS player")
+    assert report["mediaError"] is None, (report, diagnostics)
+    assert report["ended"], (report, diagnostics)
+    assert report["currentTime"] == pytest.approx(clip["duration"], abs=0.5), report
+    assert all(seconds < 2.0 for _, seconds in report["waiting"]), report

@@ -195,7 +195,7 @@ def test_growing_playlist_is_not_pinned_by_the_cache(rig: Rig) -> None:
     while "#EXT-X-ENDLIST" not in text and time.monotonic() < deadline:
         time.sleep(0.5)
         text = fetch(media).body.decode()
-    assert "#EXT-X-ENDLIST" in text and "#EXT-X-PLAYLIST-TYPE:VOD" in text, text
+    assert "#EXT-X-ENDLIST" in text and "#EXT-X-PLAYLIST-TYPE:EVENT" in text, text
 
 
 def test_cdn_stops_serving_a_clip_once_it_expires(rig: Rig) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import m3u8
 import pytest
 
@@ -127,4 +129,30 @@ async def test_growing_clip_playlist_gains_segments_then_ends(service: Service) 
         service.feed.push(k, service.feed.segment_start(k, service.origin))
     final = m3u8.loads(await (await service.client.get(path)).text())
     assert counts == [0, 1, 2]
-    assert final.playlist_type == "vod" and final.is_endlist and len(final.segments) == 3
+    # Still EVENT (RFC 8216 §4.3.3.5): only ENDLIST was appended.
+    assert final.playlist_type == "event" and final.is_endlist and len(final.segments) == 3
+
+
+async def test_every_version_of_a_growing_playlist_begins_with_every_earlier_one(
+    service: Service,
+) -> None:
+    """What a player polling a growing clip sees: lines are only ever appended, whatever the
+    order the encoder sends segments and playlists in, until ENDLIST."""
+    clip = await service.create_clip(duration=7, start=service.clock() - 3)
+    paths = [f"/rec/demo/rec_{clip['id']}_{name}.m3u8" for name in clip["renditions"]]
+    versions: dict[str, list[str]] = {p: [] for p in paths}
+    for k in range(15, 20):
+        for path in paths:
+            versions[path].append(await (await service.client.get(path)).text())
+        service.clock.advance(1)
+        for path in paths:  # mid-segment too: nothing may move while nothing arrived
+            versions[path].append(await (await service.client.get(path)).text())
+        service.clock.advance(1)
+        service.feed.push(k, service.feed.segment_start(k, service.origin))
+    for path in paths:
+        versions[path].append(await (await service.client.get(path)).text())
+        texts = versions[path]
+        assert "#EXT-X-ENDLIST" in texts[-1] and "#EXT-X-ENDLIST" not in texts[0]
+        assert len({t.count("#EXTINF") for t in texts}) >= 3  # it really grew
+        for earlier, later in itertools.pairwise(texts):
+            assert later.startswith(earlier), (earlier, later)

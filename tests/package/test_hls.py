@@ -52,17 +52,35 @@ def test_media_playlist_of_a_complete_clip_is_vod(fed_store: Fed) -> None:
     assert not any(s.discontinuity for s in parsed.segments)
 
 
-def test_growing_clip_playlist_is_event_without_endlist(fed_store: Fed, clock: ManualClock) -> None:
+def test_growing_clip_playlist_stays_event_and_gains_endlist(
+    fed_store: Fed, clock: ManualClock
+) -> None:
+    """RFC 8216 §4.3.3.5: an EVENT playlist is only appended to, so it never turns VOD."""
     store, feed, origin = fed_store
     clip = store.create_clip("demo", duration=4, start=clock() - 2)
-    parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
+    growing = hls.media_playlist(clip, clip.reference)
+    parsed = m3u8.loads(growing)
     assert parsed.playlist_type == "event" and not parsed.is_endlist
     assert len(parsed.segments) == 1
     clock.advance(2)
     feed.push(15, feed.segment_start(15, origin))
-    parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
-    assert parsed.playlist_type == "vod" and parsed.is_endlist
+    complete = hls.media_playlist(clip, clip.reference)
+    parsed = m3u8.loads(complete)
+    assert clip.complete and parsed.playlist_type == "event" and parsed.is_endlist
     assert len(parsed.segments) == 2
+    assert complete.startswith(growing)
+
+
+def test_every_clip_playlist_says_to_start_at_its_first_frame(fed_store: Fed) -> None:
+    store, _, origin = fed_store
+    for clip in (
+        store.create_clip("demo", duration=4, start=origin),  # complete when cut
+        store.create_clip("demo", duration=10, start=store.clock() - 2),  # growing
+    ):
+        for cr in clip.renditions:
+            parsed = m3u8.loads(hls.media_playlist(clip, cr))
+            assert parsed.start is not None
+            assert parsed.start.time_offset == 0 and parsed.start.precise == "YES"
 
 
 def test_gap_in_dvr_is_marked_as_discontinuity(fed_store: Fed, clock: ManualClock) -> None:
