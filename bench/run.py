@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -34,215 +33,45 @@ import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
-sys.path.insert(0, str(BENCH))
+if __package__ in (None, ""):  # run as a script: import the repo's bench and packager packages
+    sys.path[0] = str(BENCH.parent)
 
 import aiohttp  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
-from feed import HttpFeed  # noqa: E402
-from hotspots import Sampler, py_spy  # noqa: E402
-from load import LoadResult, run_load, wrk_binary  # noqa: E402
-from servers import API_KEY, Nginx, Packager, nginx_binary, version_of  # noqa: E402
-from timing import Fetch, fetch, median  # noqa: E402
 
+from bench.api import Api, ClipLinks, init_names, segment_names  # noqa: E402
+from bench.feed import HttpFeed  # noqa: E402
+from bench.hotspots import Sampler, py_spy  # noqa: E402
+from bench.load import LoadResult, run_load, wrk_binary  # noqa: E402
+from bench.machine import machine  # noqa: E402
+from bench.report import (  # noqa: E402
+    MB,
+    Report,
+    Target,
+    label_seconds,
+    load_row,
+    log,
+    mb,
+    ms,
+    ratio,
+    table,
+)
+from bench.servers import Nginx, Packager, nginx_binary  # noqa: E402
+from bench.timing import Fetch, fetch, median  # noqa: E402
 from packager.demo import DEFAULT_LADDER, RecordedRendition, load_ladder  # noqa: E402
 
 SECTIONS = ("playlists", "segments", "mp4", "memory", "mixed")
-AUTH = {"Authorization": f"apikey {API_KEY}"}
-MB = 1e6
 # Every server's DVR is this much longer than what is pushed, so nothing is evicted while the
 # bench runs; the memory table reports the bytes really held either way.
 DVR_SLACK = 1800.0
 # Contract: a clip's expiration lies at least 60 s after its creation.
 MIN_LIFETIME = 60.0
-
-
-# ---- the report ------------------------------------------------------------------------------
-
-
-def table(head: list[str], rows: list[list[str]], align: str = "") -> str:
-    align = align or "l" + "r" * (len(head) - 1)
-    marks = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(marks) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def ms(seconds: float) -> str:
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
-
-
-def mb(n: float) -> str:
-    return f"{n / MB:,.1f} MB"
-
-
-def ratio(x: float, y: float) -> str:
-    return f"{x / y:.2f}x" if y else "n/a"
-
-
-@dataclass
-class Target:
-    name: str
-    wanted: str
-    got: str
-    met: bool | None  # None: not measured
-
-
-@dataclass
-class Report:
-    sections: list[tuple[str, str]] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def add(self, title: str, body: str) -> None:
-        self.sections.append((title, body))
-        print(f"\n## {title}\n\n{body}", flush=True)
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---- the machine -----------------------------------------------------------------------------
-
-
-def _pkg(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> list[tuple[str, str]]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal"):
-            mem_kb = int(line.split()[1])
-    os_name = platform.platform()
-    if Path("/etc/os-release").exists():
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    uvloop = _pkg("uvloop")
-    nginx = nginx_binary()
-    wrk = wrk_binary()
-    ffmpeg = version_of([imageio_ffmpeg.get_ffmpeg_exe(), "-version"]) or "?"
-    return [
-        ("CPU", f"{cpu}, {os.cpu_count()} cores"),
-        ("RAM", f"{mem_kb / 1024 / 1024:.1f} GiB"),
-        ("OS, kernel", f"{os_name}, Linux {platform.release()}"),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("aiohttp", _pkg("aiohttp")),
-        (
-            "uvloop",
-            f"{uvloop}: on (packager serve installs it)" if uvloop != "not installed" else "off",
-        ),
-        ("orjson", _pkg("orjson")),
-        ("nginx", (version_of([nginx, "-v"]) or "?") if nginx else "not installed"),
-        ("wrk", (version_of([wrk, "-v"]) or "?").split(" [")[0] if wrk else "not installed"),
-        ("ffmpeg", " ".join(ffmpeg.split()[:3])),
-    ]
-
-
-# ---- talking to the packager -----------------------------------------------------------------
-
-
-@dataclass
-class ClipLinks:
-    id: str
-    stream: str
-    renditions: list[str]
-    duration: float
-
-    def path(self, name: str) -> str:
-        return f"/rec/{self.stream}/rec_{self.id}_{name}"
-
-    def file(self, name: str) -> str:
-        """A URI of one of its playlists (relative or not) as a path on the server."""
-        return f"/rec/{self.stream}/{name.rsplit('/', 1)[-1]}"
-
-    @property
-    def master(self) -> str:
-        return self.path("master.m3u8")
-
-    def media(self, rendition: str) -> str:
-        return self.path(f"{rendition}.m3u8")
-
-    def mp4(self, rendition: str = "master") -> str:
-        return self.path(f"{rendition}.mp4")
-
-
-class Api:
-    def __init__(self, session: aiohttp.ClientSession, server: Packager) -> None:
-        self.session = session
-        self.server = server
-
-    async def json(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.session.request(
-            method, self.server.base + path, json=body, headers=AUTH
-        ) as resp:
-            data = await resp.json(content_type=None)
-            if resp.status >= 300:
-                raise RuntimeError(f"{method} {path} -> {resp.status}: {data}")
-            return data
-
-    async def clip(
-        self, stream: str, start: float, duration: float, expiration: float | None = None
-    ) -> ClipLinks:
-        body: dict[str, float] = {"start": start, "duration": duration}
-        if expiration is not None:
-            body["expiration"] = expiration
-        c = await self.json("POST", f"/streams/{stream}/clip_recording", body)
-        return ClipLinks(c["id"], stream, list(c["renditions"]), float(c["duration"]))
-
-    async def get(self, path: str, headers: dict[str, str] | None = None) -> bytes:
-        async with self.session.get(self.server.base + path, headers=headers) as resp:
-            data = await resp.read()
-            if resp.status >= 300:
-                raise RuntimeError(f"GET {path} -> {resp.status}: {data[:200]!r}")
-            return data
-
-    async def status(self, path: str, headers: dict[str, str] | None = None) -> int:
-        async with self.session.get(self.server.base + path, headers=headers) as resp:
-            await resp.read()
-            return resp.status
-
-    async def stats(self) -> dict[str, Any]:
-        s: dict[str, Any] = await self.json("GET", "/stats")
-        return s
-
-
-def segment_names(playlist: bytes) -> list[str]:
-    return [
-        line.strip()
-        for line in playlist.decode().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-
-def init_names(playlist: bytes) -> list[str]:
-    out = []
-    for line in playlist.decode().splitlines():
-        if line.startswith("#EXT-X-MAP:"):
-            out.append(line.split('URI="', 1)[1].split('"', 1)[0])
-    return out
 
 
 # ---- one bench run ---------------------------------------------------------------------------
@@ -279,7 +108,6 @@ class Bench:
         self.use_wrk = wrk_binary() is not None and not args.no_wrk
         if args.profile and py_spy() is None:
             self.report.notes.append("--profile: py-spy not installed (`pip install py-spy`).")
-        self.profiles: list[tuple[str, str]] = []
 
     # -- plumbing --
 
@@ -343,7 +171,7 @@ class Bench:
             summary = await asyncio.to_thread(sampler.wait)
             if summary:
                 (BENCH / "profiles" / f"{profile}.txt").write_text(summary)
-                self.profiles.append((profile, summary))
+                self.report.profiles.append((profile, summary))
         return result
 
     # -- the run --
@@ -382,7 +210,7 @@ class Bench:
         s = self.s
         a = self.packager("dvr", s.dvr_seconds)
         self.a = a
-        self.api = Api(session, a)
+        self.api = Api(session, a.base)
         self.rss_empty = a.memory()["VmRSS"]
         self.origin = await self.fill(session, a, "bench", s.dvr_seconds)
         self.mem_rows: list[list[str]] = []
@@ -487,7 +315,7 @@ class Bench:
                     server=self.a,
                 )
                 base = await self.load(self.nginx.base, [path], conc) if self.nginx else None
-                rows.append(self._load_row(f"{label}, {size:,} B", conc, ours, base, rate=True))
+                rows.append(load_row(f"{label}, {size:,} B", conc, ours, base, rate=True))
                 if base and label.startswith("media (") and "whole" not in label:
                     self.playlist_ratios.append((conc, ours.rps / base.rps))
         self.report.add(
@@ -516,43 +344,6 @@ class Bench:
                 Target("media playlist req/s vs nginx static", "≥ 0.5x", got, met)
             )
 
-    def _load_row(
-        self, label: str, conc: int, ours: LoadResult, base: LoadResult | None, rate: bool
-    ) -> list[str]:
-        def errs(r: LoadResult | None) -> str:
-            if r is None:
-                return "-"
-            return str(r.errors) + (f" ({r.detail})" if r.detail else "")
-
-        def drops(r: LoadResult | None) -> str:
-            return "-" if r is None or r.listen_drops is None else str(r.listen_drops)
-
-        if rate:
-            head = [
-                f"{ours.rps:,.0f}",
-                f"{base.rps:,.0f}" if base else "-",
-                ratio(ours.rps, base.rps) if base else "-",
-            ]
-        else:
-            head = [
-                f"{ours.mbps:,.0f}",
-                f"{base.mbps:,.0f}" if base else "-",
-                ratio(ours.mbps, base.mbps) if base else "-",
-                f"{ours.rps:,.0f}",
-                f"{base.rps:,.0f}" if base else "-",
-            ]
-        return [
-            label,
-            str(conc),
-            *head,
-            ms(ours.p50),
-            ms(base.p50) if base else "-",
-            ms(ours.p99),
-            ms(base.p99) if base else "-",
-            f"{errs(ours)}, {errs(base)}",
-            f"{drops(ours)}, {drops(base)}",
-        ]
-
     # -- 2. segments --
 
     async def segments(self) -> None:
@@ -568,7 +359,7 @@ class Bench:
                 server=self.a,
             )
             base = await self.load(self.nginx.base, paths, conc) if self.nginx else None
-            rows.append(self._load_row(f"{len(paths)} segments", conc, ours, base, rate=False))
+            rows.append(load_row(f"{len(paths)} segments", conc, ours, base, rate=False))
         self.report.add(
             "2. Segments: throughput and latency (ours vs nginx static, same bytes)",
             f"The {len(paths)} media segments of the 60 s clip (all renditions, "
@@ -699,7 +490,7 @@ class Bench:
             server, api, origin, length = self.a, self.api, self.origin, s.dvr_seconds
         else:
             server = self.packager("long", s.long_seconds)
-            api = Api(session, server)
+            api = Api(session, server.base)
             rss_empty = server.memory()["VmRSS"]
             origin = await self.fill(session, server, "bench", s.long_seconds)
             length = s.long_seconds
@@ -965,13 +756,12 @@ class Bench:
     def write(
         self, started: float, elapsed: float, load_before: tuple[float, float, float]
     ) -> None:
-        r = self.report
         when = datetime.fromtimestamp(started, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = "python bench/run.py" + (
             "" if len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:])
         )
         load_after = os.getloadavg()
-        lines = [
+        intro = [
             "# Benchmark results",
             "",
             f"`{command}` on {when}, {elapsed:.0f} s in all. Generated by bench/run.py; "
@@ -990,38 +780,8 @@ class Bench:
             "",
         ]
         if self.s.quick:
-            lines += ["**--quick: a smoke run with small numbers; not results.**", ""]
-        if r.targets:
-            lines += [
-                "## Targets",
-                "",
-                table(
-                    ["target", "wanted", "measured", "met"],
-                    [
-                        [
-                            t.name,
-                            t.wanted,
-                            t.got,
-                            "-" if t.met is None else ("yes" if t.met else "**no**"),
-                        ]
-                        for t in r.targets
-                    ],
-                    "llll",
-                ),
-            ]
-        for title, body in sorted(r.sections, key=lambda x: x[0].split(" ", 1)[0]):
-            lines += [f"## {title}", "", body]
-        if self.profiles:
-            lines += ["## Profiles (py-spy on the packager, a separate sampled run)", ""]
-            for name, summary in self.profiles:
-                top = summary.split("\n\n")[1] if "\n\n" in summary else summary
-                lines += [f"### {name}", "", "```", top.strip(), "```", ""]
-            lines += ["Full summaries and collapsed stacks: bench/profiles/.", ""]
-        if r.notes:
-            lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
-        if r.failures:
-            lines += ["## Failures", ""] + [f"- {f}" for f in r.failures] + [""]
-        text = "\n".join(lines).rstrip() + "\n"
+            intro += ["**--quick: a smoke run with small numbers; not results.**", ""]
+        text = self.report.markdown(intro)
         output = self.args.output
         if output is None and not self.s.quick:
             output = BENCH / "RESULTS.md"
@@ -1212,14 +972,6 @@ def download_to(port: int, path: str, target: Path) -> None:
             shutil.copyfileobj(resp, out, 1 << 20)
     finally:
         conn.close()
-
-
-def label_seconds(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    if seconds >= 60:
-        return f"{seconds / 60:g} min"
-    return f"{seconds:g} s"
 
 
 # ---- command line ----------------------------------------------------------------------------
