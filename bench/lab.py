@@ -90,8 +90,8 @@ class Lab:
     def feed(
         self, server: Packager, stream: str, session: aiohttp.ClientSession | None = None
     ) -> HttpFeed:
-        """An encoder pushing the ladder to `server`."""
-        return HttpFeed(session or self.session, server.base, stream, self.ladder)
+        """An encoder pushing the ladder to `server`, with its ingest key."""
+        return HttpFeed(session or self.session, server, stream, self.ladder)
 
     async def fill(self, server: Packager, stream: str, seconds: float) -> float:
         """Push `seconds` of the ladder that ended by now; returns when the first one starts."""

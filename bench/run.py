@@ -31,6 +31,7 @@ from bench.lab import Lab  # noqa: E402
 from bench.machine import machine  # noqa: E402
 from bench.report import Report, log, table  # noqa: E402
 from bench.sections import names, run_sections, selected  # noqa: E402
+from bench.servers import served_package  # noqa: E402
 from packager.demo import DEFAULT_LADDER, load_ladder  # noqa: E402
 
 
@@ -39,6 +40,7 @@ async def run(settings: Settings) -> int:
     started = time.time()
     load_before = os.getloadavg()
     report = Report()
+    log(f"packager serve runs {served_package()}")
     if settings.profile and py_spy() is None:
         report.notes.append("--profile: py-spy not installed (`pip install py-spy`).")
     timeout = aiohttp.ClientTimeout(total=600)
