@@ -2,9 +2,10 @@
 
 The bytes are exactly what `serve --demo` feeds itself (packager.demo.DemoFeed: tfdt shifted by
 whole loops, a playlist with EXT-X-PROGRAM-DATE-TIME before each segment); here they go out as
-`PUT /ingest/{stream}/{rendition}/{file}` instead of an in-process call. `fill` places segments
-in the past, so a long DVR fills in seconds; `live` pushes one segment per rendition at each
-segment's end in wall-clock time, as a live encoder does.
+`PUT /ingest/{stream}/{rendition}/{file}` instead of an in-process call, each with the
+server's ingest key (`Authorization: Bearer`). `fill` places segments in the past, so a long
+DVR fills in seconds; `live` pushes one segment per rendition at each segment's end in
+wall-clock time, as a live encoder does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from bench.servers import Packager
 from packager.demo import DemoFeed, RecordedRendition
 
 
@@ -41,12 +43,13 @@ class HttpFeed:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        base: str,
+        server: Packager,
         stream_id: str,
         ladder: list[RecordedRendition],
     ) -> None:
         self.session = session
-        self.base = base
+        self.base = server.base
+        self.headers = {"Authorization": f"Bearer {server.ingest_key}"}
         self.stream_id = stream_id
         self.recorder = _Recorder()
         self.feed = DemoFeed(self.recorder, ladder, time.time, stream_id)  # type: ignore[arg-type]
@@ -56,7 +59,7 @@ class HttpFeed:
     async def _put(self, rendition: str, name: str, body: bytes) -> str | None:
         url = f"{self.base}/ingest/{self.stream_id}/{rendition}/{name}"
         try:
-            async with self.session.put(url, data=body) as resp:
+            async with self.session.put(url, data=body, headers=self.headers) as resp:
                 await resp.read()
                 if resp.status >= 300:
                     return f"PUT {rendition}/{name}: {resp.status}"

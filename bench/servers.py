@@ -7,6 +7,7 @@ baseline never share an interpreter, and the packager's RSS is read from /proc l
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -58,13 +59,19 @@ def memory_of(pid: int) -> dict[str, int]:
 
 @dataclass
 class Packager:
-    """`python -m packager serve` with its own data dir, DVR length and memory budget."""
+    """`python -m packager serve` with its own data dir, DVR length and memory budget.
+
+    Ingest is locked with a random key, as a deployment's is: every push the bench makes
+    carries it (bench/feed.py), so the figures include checking it. It goes in by environment,
+    not argv, where any user of the machine could read it.
+    """
 
     workdir: Path
     dvr_duration: float
     memory_budget: int
     log_level: str = "warning"  # info turns on the JSON access log (one line per request)
     port: int = field(default_factory=free_port)
+    ingest_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,7 +86,7 @@ class Packager:
     def start(self) -> Packager:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.workdir / "packager.log"
-        env = {**os.environ, "PACKAGER_API_KEYS": API_KEY}
+        env = {**os.environ, "PACKAGER_API_KEYS": API_KEY, "PACKAGER_INGEST_KEY": self.ingest_key}
         cmd = [
             sys.executable,
             "-m",
@@ -103,7 +110,22 @@ class Packager:
                 cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         wait_for(self.base + "/healthz", 30, self.proc, log)
+        self.check_ingest_locked()
         return self
+
+    def check_ingest_locked(self) -> None:
+        """A push without the key must be refused: else the key never reached the server, and
+        the bench would measure open ingest while it believes it measures authenticated."""
+        probe = urllib.request.Request(
+            self.base + "/ingest/bench-probe/r/index.m3u8", data=b"", method="PUT"
+        )
+        try:
+            with urllib.request.urlopen(probe, timeout=5) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        if status != 401:
+            raise RuntimeError(f"ingest without the key answered {status}, not 401")
 
     def memory(self) -> dict[str, int]:
         return memory_of(self.pid)
@@ -117,6 +139,20 @@ class Packager:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def served_package() -> Path:
+    """The packager package `Packager.start` really runs: an editable install may point at
+    another checkout, and the figures must be this tree's. (The cwd it starts in comes first
+    on `python -m`'s path, so it is REPO's unless something is badly wrong.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", "import packager; print(packager.__file__)"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(done.stdout.strip()).parent
 
 
 def nginx_binary() -> str | None:

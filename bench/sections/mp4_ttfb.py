@@ -1,0 +1,123 @@
+"""3b. MP4 time to first byte vs clip length (10 s, 10 min, the whole long DVR): a new clip's
+first GET, later GETs and a Range mid-file; full downloads, and the longest one from nginx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from bench.api import ClipLinks
+from bench.context import Context, Section
+from bench.lab import Dvr
+from bench.report import MB, Target, label_seconds, mb, ms, ratio, table
+from bench.timing import Fetch, download_to, fetch, median
+
+
+class Mp4Ttfb(Section):
+    name = "mp4"
+
+    def on_main_server(self, ctx: Context) -> bool:
+        return ctx.long_on_main
+
+    async def run(self, ctx: Context) -> None:
+        dvr = await ctx.long_dvr()
+        await self.ttfb(ctx, dvr)
+        await ctx.memory.snapshot(dvr, f"{dvr.label}, + clips with built MP4 layouts")
+
+    async def ttfb(self, ctx: Context, dvr: Dvr) -> None:
+        repeat, port, api = ctx.settings.repeat, dvr.server.port, dvr.api
+        length = dvr.seconds
+        lengths = [10.0, min(600.0, length / 2), length] if length > 20 else [10.0]
+        rows = []
+        firsts: dict[float, tuple[float, float]] = {}
+        longest: tuple[ClipLinks, Fetch] | None = None
+        for seconds in lengths:
+            cold = []
+            for _ in range(repeat):  # a new clip each time: this GET builds its layout
+                fresh = await api.clip("bench", dvr.origin + 1, seconds - 2)
+                cold.append(await asyncio.to_thread(fetch, port, fresh.mp4()))
+            clip = await api.clip("bench", dvr.origin + 1, seconds - 2)
+            first = await asyncio.to_thread(fetch, port, clip.mp4())
+            warm = [await asyncio.to_thread(fetch, port, clip.mp4()) for _ in range(repeat)]
+            middle = first.size // 2
+            ranged = [
+                await asyncio.to_thread(
+                    fetch, port, clip.mp4(), {"Range": f"bytes={middle}-{middle + 65535}"}
+                )
+                for _ in range(repeat)
+            ]
+            cold_ttfb = median([f.ttfb for f in cold])
+            warm_ttfb = median([f.ttfb for f in warm])
+            whole = median([f.total for f in warm])
+            firsts[seconds] = (cold_ttfb, warm_ttfb)
+            longest = (clip, first)
+            rows.append(
+                [
+                    label_seconds(seconds),
+                    f"{round(seconds / 2)}",
+                    mb(first.size),
+                    ms(cold_ttfb),
+                    ms(warm_ttfb),
+                    ms(median([f.ttfb for f in ranged])),
+                    ms(whole),
+                    f"{first.size / whole / MB:,.0f} MB/s",
+                ]
+            )
+        body = (
+            f"Highest rendition (`master.mp4`), median of {repeat}. *First GET*: a new clip, so "
+            "the TTFB includes computing its layout (sample tables, moov); *later*: the layout "
+            "is reused. *Range*: 64 KiB from the middle of the file.\n\n"
+            + table(
+                [
+                    "clip",
+                    "segments",
+                    "MP4 size",
+                    "TTFB, first GET",
+                    "TTFB, later GET",
+                    "TTFB, Range mid-file",
+                    "full download",
+                    "throughput",
+                ],
+                rows,
+            )
+        )
+        nginx = ctx.static.nginx
+        if longest is not None and nginx is not None:
+            clip, first = longest
+            path = clip.mp4()
+            target = ctx.static.file(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(download_to, port, path, target)
+            os.chmod(target, 0o644)
+            static = [await asyncio.to_thread(fetch, nginx.port, path) for _ in range(repeat)]
+            ours = [await asyncio.to_thread(fetch, port, path) for _ in range(repeat)]
+            o, n = median([f.total for f in ours]), median([f.total for f in static])
+            body += "\n" + table(
+                [
+                    "full download, one client",
+                    "size",
+                    "ours",
+                    "nginx static (same file)",
+                    "ours / nginx",
+                ],
+                [
+                    [
+                        label_seconds(lengths[-1]) + " clip",
+                        mb(first.size),
+                        f"{first.size / o / MB:,.0f} MB/s",
+                        f"{first.size / n / MB:,.0f} MB/s",
+                        ratio(n, o),
+                    ]
+                ],
+            )
+        ctx.report.add("3b. MP4: time to first byte vs clip length, and full downloads", body)
+        short, long_ = firsts[lengths[0]], firsts[lengths[-1]]
+        ctx.report.targets.append(
+            Target(
+                f"TTFB of a {label_seconds(lengths[-1])} clip vs a 10 s clip",
+                "≤ 2x",
+                f"first GET {ratio(long_[0], short[0])} ({ms(long_[0])} vs {ms(short[0])}); "
+                f"later GET {ratio(long_[1], short[1])} ({ms(long_[1])} vs {ms(short[1])})",
+                long_[0] <= 2 * short[0] and long_[1] <= 2 * short[1],
+            )
+        )
