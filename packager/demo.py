@@ -168,6 +168,7 @@ class DemoFeed:
             self.ingest.receive(self.stream_id, rendition.name, "index.m3u8", playlist.encode())
             self.ingest.receive(self.stream_id, rendition.name, name, data)
         self.pushed += 1
+
     async def run(self, backfill_seconds: float = 30.0) -> None:
         """Fill the DVR with `backfill_seconds` of the past at once, then go on in real time."""
         backfill = max(1, round(backfill_seconds / (self.loop_seconds / len(self.durations))))
