@@ -34,6 +34,8 @@ H264_VARIANTS = {
 HEVC_VARIANTS = {
     "main_open_gop": ("320x180", ["-g", "10"]),  # x265 defaults to open GOP: CRA + RASL
     "main10": ("318x178", ["-pix_fmt", "yuv420p10le"]),
+    # Temporal sub-layers: the SPS's profile_tier_level grows per-sub-layer flags (§7.3.3).
+    "sub_layers": ("320x180", ["-x265-params", "log-level=error:temporal-layers=3"]),
 }
 
 
@@ -47,7 +49,9 @@ class Stream:
 
 def _encode(exe: str, out: Path, size: str, codec: str, args: list[str]) -> Stream:
     fmt = "h264" if codec == "libx264" else "hevc"
-    extra = ["-x265-params", "log-level=error", "-preset", "ultrafast"] if fmt == "hevc" else []
+    extra = ["-preset", "ultrafast"] if fmt == "hevc" else []
+    if fmt == "hevc" and "-x265-params" not in args:
+        extra += ["-x265-params", "log-level=error"]
     ffmpeg(
         exe,
         *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-t", "1"),
@@ -157,6 +161,8 @@ def test_hevc_sps_gives_profile_tier_level_and_size_ffmpeg_reports(
     assert (sps.width, sps.height) == stream.size
     if name == "main10":
         assert (sps.profile_idc, sps.bit_depth_luma) == (2, 10)
+    if name == "sub_layers":
+        assert sps.max_sub_layers == 3
 
 
 def test_nal_types_of_mp4_samples_match_ffmpeg_and_find_rasl_after_cra(

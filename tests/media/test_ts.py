@@ -125,6 +125,9 @@ def encoded(ffmpeg_exe: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {
         "h264": _hls(exe, tmp / "h264", 3, *H264, *AAC, video=True, audio=True),
         "hevc": _hls(exe, tmp / "hevc", 3, *HEVC, *AAC, video=True, audio=True),
+        "hevc10": _hls(
+            exe, tmp / "hevc10", 2, *HEVC, "-pix_fmt", "yuv420p10le", *AAC, video=True, audio=True
+        ),
         "wrap": _hls(
             exe,
             tmp / "wrap",
@@ -175,9 +178,9 @@ def demux_all(segments: list[bytes]) -> list[Demuxed]:
     return out
 
 
-ALL = ["h264", "hevc", "wrap", "video_only", "audio_only", "one_frame", "adts_crc"]
-WITH_VIDEO = ["h264", "hevc", "wrap", "video_only", "one_frame"]
-WITH_AUDIO = ["h264", "hevc", "wrap", "audio_only", "adts_crc"]
+ALL = ["h264", "hevc", "hevc10", "wrap", "video_only", "audio_only", "one_frame", "adts_crc"]
+WITH_VIDEO = ["h264", "hevc", "hevc10", "wrap", "video_only", "one_frame"]
+WITH_AUDIO = ["h264", "hevc", "hevc10", "wrap", "audio_only", "adts_crc"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -220,18 +223,19 @@ def test_one_video_sample_per_source_frame(
     assert sum(run.video().count for run in runs) == frames
 
 
-@pytest.mark.parametrize("name", ["h264", "hevc", "wrap", "video_only", "audio_only"])
+@pytest.mark.parametrize("name", ["h264", "hevc", "hevc10", "wrap", "video_only", "audio_only"])
 def test_decode_times_continue_from_segment_to_segment(
     encoded: dict[str, Encoded], name: str
 ) -> None:
-    """Each segment starts where the previous one ended: to the tick for video, within an AAC
-    frame for audio (and, where the source is continuous, exactly)."""
+    """Each segment starts where the previous one ended, to the tick for video and to the
+    sample for audio: ffmpeg's source is gapless."""
     runs = demux_all(encoded[name].segments)
     for prev, run in pairwise(runs):
         if name in WITH_VIDEO:
             assert run.video().base_decode_time == prev.video().end_decode_time
         if name in WITH_AUDIO:
-            assert abs(run.audio().base_decode_time - prev.audio().end_decode_time) < 1024
+            # ffmpeg's audio is gapless and 48 kHz is exact in 90 kHz: no rounding left over.
+            assert run.audio().base_decode_time == prev.audio().end_decode_time
     for run in runs:
         if name in WITH_AUDIO:
             assert set(run.audio().durations) == {1024}
@@ -257,7 +261,7 @@ def test_the_first_segment_keeps_the_encoders_timestamps(
         assert abs(audio.base_decode_time / 48_000 - starts["Audio"]) < 1 / 48_000
 
 
-@pytest.mark.parametrize("name", ["h264", "hevc"])
+@pytest.mark.parametrize("name", ["h264", "hevc", "hevc10"])
 def test_size_and_codecs_are_what_ffmpeg_reports(
     encoded: dict[str, Encoded], ffmpeg_exe: str, tmp_path: Path, name: str
 ) -> None:
@@ -282,8 +286,8 @@ def test_size_and_codecs_are_what_ffmpeg_reports(
     if name == "h264":
         assert run.init.codecs == encoded[name].master_codecs  # what ffmpeg's HLS muxer says
         assert video.codec.startswith("avc1.64")  # High profile
-    else:
-        assert video.codec.startswith("hvc1.1.")  # Main profile, parameter sets out of band
+    else:  # Main or Main 10 profile; parameter sets out of band
+        assert video.codec.startswith("hvc1.2." if name == "hevc10" else "hvc1.1.")
 
 
 @pytest.mark.parametrize("name", ["h264", "hevc"])
@@ -338,8 +342,7 @@ def test_decode_times_keep_growing_across_the_33_bit_wrap(encoded: dict[str, Enc
     assert audio[0].base_decode_time < WRAP * 48_000 // 90_000 < audio[-1].base_decode_time
     for track in (video, audio):
         for prev, cur in pairwise(track):
-            assert cur.base_decode_time > prev.base_decode_time
-            assert abs(cur.base_decode_time - prev.end_decode_time) < 1024
+            assert cur.base_decode_time == prev.end_decode_time
 
 
 def test_a_one_frame_segment_lasts_as_long_as_the_frame_before_it(
@@ -410,6 +413,49 @@ def test_streams_other_than_h264_hevc_and_aac_are_skipped(encoded: dict[str, Enc
 def _presentation_times(track: TrackSamples) -> list[int]:
     decode = accumulate(track.durations, initial=track.base_decode_time)  # one extra: the end
     return [d + c for d, c in zip(decode, track.cts_offsets, strict=False)]
+
+
+def test_audio_clock_jitter_of_a_tick_keeps_continuity_but_a_real_gap_shows(
+    encoded: dict[str, Encoded],
+) -> None:
+    """An encoder clock's 90 kHz rounding (a tick or two) is no gap: the next segment continues
+    exactly. A real gap in the audio stays a gap, to the sample."""
+    segments = encoded["h264"].segments
+    first, state = demux_segment(segments[0], None)
+    end = parse_segment(first.fragment, parse_init(first.init)).tracks[1].end_decode_time
+    pid = _audio_pid(segments[1])
+    for shift, expected in ((2, end), (-2, end), (90_000, end + 48_000)):
+        data = bytearray(segments[1])
+        _shift_timestamps(data, pid, shift)
+        seg, _ = demux_segment(bytes(data), state)
+        audio = parse_segment(seg.fragment, parse_init(seg.init)).tracks[1]
+        assert audio.base_decode_time == expected, shift
+
+
+def test_a_first_segment_whose_streams_straddle_the_wrap_keeps_them_together(
+    encoded: dict[str, Encoded],
+) -> None:
+    """The PMT lists audio first (as some encoders do), audio has just wrapped and video not
+    yet: decode times stay non-negative and audio keeps its offset from video."""
+    source = encoded["h264"].segments[0]
+    before = demux_all([source])[0]
+    offset = before.audio().base_decode_time * 90_000 / 48_000 - before.video().base_decode_time
+    assert 1_000 < offset < 90_000  # ffmpeg starts its audio a little after its video
+    data = bytearray(source)
+    (entries,) = _pmt(source)
+    (video_at, video, _), (audio_at, audio, _) = entries
+    data[video_at : video_at + 5], data[audio_at : audio_at + 5] = (
+        source[audio_at : audio_at + 5],
+        source[video_at : video_at + 5],
+    )
+    delta = WRAP - 1_000 - before.video().base_decode_time  # video's first DTS: 1,000 ticks early
+    for pid in (video, audio):
+        _shift_timestamps(data, pid, delta)
+    after = demux_all([bytes(data)])[0]
+    assert [t.handler for t in after.init.tracks] == ["soun", "vide"]
+    assert after.video().base_decode_time == WRAP - 1_000
+    moved = after.audio().base_decode_time * 90_000 / 48_000 - after.video().base_decode_time
+    assert abs(moved - offset) < 2  # the same to a sample, across the wrap
 
 
 # ---- hostile input ------------------------------------------------------------------------
@@ -641,3 +687,28 @@ def _set_adts_length(data: bytearray, es: list[int], pos: int, length: int) -> N
     data[at[0]] = (data[at[0]] & 0xFC) | length >> 11
     data[at[1]] = (length >> 3) & 0xFF
     data[at[2]] = (data[at[2]] & 0x1F) | (length & 7) << 5
+
+
+def _timestamp(data: bytes | bytearray, p: int) -> int:
+    return (
+        (data[p] >> 1 & 7) << 30
+        | data[p + 1] << 22
+        | (data[p + 2] >> 1) << 15
+        | data[p + 3] << 7
+        | data[p + 4] >> 1
+    )
+
+
+def _shift_timestamps(data: bytearray, pid: int, delta: int) -> None:
+    """Move every PTS and DTS of a PID by `delta` ticks, modulo 2**33 as the field wraps."""
+    for _, p, start, off in _packets(bytes(data)):
+        if p != pid or not start:
+            continue
+        flags = data[off + 7] >> 6
+        for at in (off + 9, off + 14)[: {2: 1, 3: 2}.get(flags, 0)]:
+            value = (_timestamp(data, at) + delta) % WRAP
+            data[at] = (data[at] & 0xF0) | (value >> 29 & 0x0E) | 1
+            data[at + 1] = value >> 22 & 0xFF
+            data[at + 2] = (value >> 14 & 0xFE) | 1
+            data[at + 3] = value >> 7 & 0xFF
+            data[at + 4] = (value << 1 & 0xFE) | 1
