@@ -476,7 +476,7 @@ def _video_track(
     dts: list[int] = []
     pts: list[int] = []
     flags: list[int] = []
-    data: list[bytes] = []
+    data: list[bytes | memoryview] = []
     param_types = _HEVC_PARAMS if hevc else _H264_PARAMS
     drop = nal.HEVC_AUD if hevc else nal.H264_AUD
     for au in _access_units(packets, timeline.times[pid]):
@@ -511,7 +511,7 @@ def _video_track(
         last = durations[-1]
     else:
         clock = state.clock(pid) if state else None
-        last = clock.last_duration if clock else LONE_FRAME_DURATION
+        last = clock.last_duration if clock and clock.last_duration else LONE_FRAME_DURATION
     durations.append(last)
     cts = [p - d for p, d in zip(pts, dts, strict=True)]
     if max(durations) > 0xFFFFFFFF or not _I32_MIN <= min(cts) <= max(cts) <= _I32_MAX:
@@ -528,7 +528,7 @@ def _video_track(
         sizes=[len(d) for d in data],
         flags=flags,
         cts=cts,
-        data=list(data),
+        data=data,
     )
 
 
