@@ -138,8 +138,8 @@ def test_hevc_sps_gives_profile_tier_level_and_size_ffmpeg_reports(
         u for u in nal.split_annexb(stream.path.read_bytes()) if nal.hevc_type(u) == nal.HEVC_SPS
     )
     sps = nal.parse_hevc_sps(sps_unit)
-    # The extradata holds the VPS first, whose profile_tier_level ffmpeg also traces: take the
-    # SPS's, which follows sps_seq_parameter_set_id's predecessor fields.
+    # The extradata's VPS has a profile_tier_level of its own: read the fields from the SPS's
+    # first syntax element on.
     traced = stream.extradata[
         max(i for i, (n, _) in enumerate(stream.extradata) if n == "sps_video_parameter_set_id") :
     ]
