@@ -1,10 +1,17 @@
-"""Management API: streams and instant clips (Gcore's `clip_recording` shape)."""
+"""Management API: streams and instant clips (Gcore's `clip_recording` shape).
+
+Gcore's SDK calls every route under `/streaming/` (it is in each path, so no base URL can drop
+it) and validates answers against its models: the routes are served at both paths, and the
+fields it types as integers are integers. The exact values those integers round go in extra
+fields (`start_precise`, `duration_precise`), which its models allow.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -16,8 +23,45 @@ from packager.http.keys import CONFIG, STORE
 from packager.package import names
 from packager.store.clips import Clip
 from packager.store.dvr import Stream
+from packager.store.videos import VideoLibrary
 
 routes = web.RouteTableDef()
+
+GCORE_PREFIX = "/streaming"
+VIDEOS = web.AppKey("videos", VideoLibrary)
+
+H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+
+
+def route_at(table: web.RouteTableDef, method: str, *paths: str) -> Callable[[H], H]:
+    """Serve one handler at several paths (a vendor's and ours)."""
+
+    def register(handler: H) -> H:
+        for path in paths:
+            table.route(method, path)(handler)
+        return handler
+
+    return register
+
+
+def gcore_route(table: web.RouteTableDef, method: str, path: str) -> Callable[[H], H]:
+    """Serve a handler at `path` and at `/streaming{path}`, where Gcore's SDK calls it."""
+    return route_at(table, method, path, GCORE_PREFIX + path)
+
+
+def whole_seconds(start: float, duration: float) -> tuple[int, int]:
+    """Gcore's integer `start` and `duration`: the start rounded down and the end rounded up,
+    so the whole seconds cover everything that plays. Rounded on milliseconds first, so float
+    noise (x.0000001) cannot add a second."""
+    start_ms = round(start * 1000)
+    end_ms = start_ms + round(duration * 1000)
+    first = start_ms // 1000
+    return first, -(-end_ms // 1000) - first
+
+
+def precise(seconds: float) -> float:
+    """An exact time for the `*_precise` fields: float seconds to the millisecond."""
+    return round(seconds * 1000) / 1000
 
 
 def iso(ts: float) -> str:
@@ -78,53 +122,77 @@ def clip_link(clip: Clip, request: web.Request, file: str) -> str:
     return url
 
 
+def saved_video_id(clip: Clip, request: web.Request) -> int | None:
+    video = request.app[VIDEOS].for_clip(clip.id)
+    return video.id if video is not None else None
+
+
 def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
+    start, duration = whole_seconds(clip.start, clip.duration)
     return {
         "id": clip.id,
         "stream_id": clip.stream_id,
         "created_at": iso(clip.created_at),
-        "start": round(clip.start, 3),
-        "duration": round(clip.duration, 3),
-        "expiration": round(clip.expiration, 3),
+        "start": start,
+        "duration": duration,
+        "start_precise": precise(clip.start),
+        "duration_precise": precise(clip.duration),
+        "expiration": math.floor(clip.expiration),
         "renditions": [r.name for r in clip.renditions],
         "hls_master": clip_link(clip, request, names.playlist(clip.id)),
         "mp4_master": clip_link(clip, request, names.mp4(clip.id)),
         "vod_required": clip.vod_required,
         "private": clip.private,
-        "video_id": clip.video_id,
+        "video_id": saved_video_id(clip, request),
         "complete": clip.complete,
         "note": clip.completion_note,
     }
 
 
-@routes.post("/streams")
+def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
+    """The new stream's id: as given (Gcore's ids are integers, so a number is taken too);
+    if none, a Gcore client (on `/streaming/`) gets the next free integer, since its SDK
+    reads `id` as one, and others get the store's random one."""
+    given = body.get("id")
+    if isinstance(given, int) and not isinstance(given, bool):
+        if not 0 < given < 10**18:
+            raise InvalidField("id", "a number id must be > 0 and < 10^18")
+        return str(given)
+    stream_id = string(body, "id", max_len=64)
+    if stream_id is None and request.path.startswith(GCORE_PREFIX + "/"):
+        taken = (int(s) for s in request.app[STORE].streams if s.isdigit() and len(s) < 19)
+        return str(max(taken, default=0) + 1)
+    return stream_id
+
+
+@gcore_route(routes, "POST", "/streams")
 async def create_stream(request: web.Request) -> web.Response:
     authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
     stream = request.app[STORE].create_stream(
-        string(body, "id", max_len=64),
+        _stream_id(body, request),
         string(body, "name") or "",
         number(body, "dvr_duration"),
     )
     return json_response(stream_view(stream, request), status=201)
 
 
-@routes.get("/streams")
+@gcore_route(routes, "GET", "/streams")
 async def list_streams(request: web.Request) -> web.Response:
     authorize(request)
     store = request.app[STORE]
     return json_response([stream_view(s, request) for s in store.streams.values()])
 
 
-@routes.get("/streams/{stream_id}")
+@gcore_route(routes, "GET", "/streams/{stream_id}")
 async def get_stream(request: web.Request) -> web.Response:
     authorize(request)
     stream = request.app[STORE].stream(request.match_info["stream_id"])
     return json_response(stream_view(stream, request))
 
 
-@routes.post("/streams/{stream_id}/clip_recording")
-@routes.put("/streams/{stream_id}/clip_recording")
+@gcore_route(routes, "POST", "/streams/{stream_id}/clip_recording")
+@gcore_route(routes, "PUT", "/streams/{stream_id}/clip_recording")
 async def create_clip(request: web.Request) -> web.Response:
     authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
@@ -133,18 +201,20 @@ async def create_clip(request: web.Request) -> web.Response:
     private = boolean(body, "private")
     if private and request.app[CONFIG].playback_secret is None:
         raise InvalidField("private", "needs a playback secret (--playback-secret)")
+    expiration = number(body, "expiration")
     clip = request.app[STORE].create_clip(
         request.match_info["stream_id"],
         duration=duration,
         start=number(body, "start"),
-        expiration=number(body, "expiration"),
+        # Whole seconds, as Gcore types it and as every answer reports it.
+        expiration=math.floor(expiration) if expiration is not None else None,
         vod_required=boolean(body, "vod_required"),
         private=private,
     )
     return json_response(clip_view(clip, request), status=201)
 
 
-@routes.get("/streams/{stream_id}/clip_recording")
+@gcore_route(routes, "GET", "/streams/{stream_id}/clip_recording")
 async def list_clips(request: web.Request) -> web.Response:
     authorize(request)
     clips = request.app[STORE].list_clips(request.match_info["stream_id"])

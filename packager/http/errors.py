@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -32,6 +33,11 @@ STATUS: dict[type[errors.PackagerError], int] = {
 
 PUBLIC_PREFIXES = ("/rec/", "/vod/")
 
+# Livepeer's routes (packager.http.livepeer), and anything under the `/api` its SDK's default
+# server URL ends in: their errors also carry Livepeer's `{"errors": [...]}`, which its SDK
+# reads, beside our `error` and `detail` (each client ignores the other's fields).
+LIVEPEER_PATH = re.compile(r"/api(/.*)?|/clip/?|/streams?/[^/]+/clips/?")
+
 # Errors of unknown routes and methods are short-lived, so a CDN does not pin them.
 NOT_FOUND_MAX_AGE = 5
 
@@ -43,8 +49,12 @@ def status_of(exc: errors.PackagerError) -> int:
     return 409  # other domain conflicts (e.g. no init segment yet)
 
 
-def error_response(status: int, code: str, detail: str, **extra: object) -> web.Response:
+def error_response(
+    status: int, code: str, detail: str, livepeer: bool = False, **extra: object
+) -> web.Response:
     body: dict[str, object] = {"error": code, "detail": detail}
+    if livepeer:
+        body["errors"] = [detail]
     body.update(extra)
     resp = json_response(body, status=status)
     if status == 404:
@@ -66,13 +76,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def _map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    livepeer = LIVEPEER_PATH.fullmatch(request.path) is not None
     try:
         return await handler(request)
     except errors.PackagerError as exc:
         extra: dict[str, object] = {}
         if isinstance(exc, errors.InvalidField):
             extra["field"] = exc.field
-        resp = error_response(status_of(exc), exc.code, exc.detail, **extra)
+        resp = error_response(status_of(exc), exc.code, exc.detail, livepeer, **extra)
         if isinstance(exc, errors.TooEarly):
             resp.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, errors.Overloaded):
@@ -83,7 +94,8 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        resp = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        code = exc.reason.lower().replace(" ", "_")
+        resp = error_response(exc.status, code, exc.reason, livepeer)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
@@ -92,4 +104,4 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "the server failed; this is a bug")
+        return error_response(500, "internal_error", "the server failed; this is a bug", livepeer)

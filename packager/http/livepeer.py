@@ -1,26 +1,41 @@
-"""Livepeer-shaped views of clips (its Asset object) and its `POST /clip` request."""
+"""Livepeer-shaped views of clips (its Asset object) and its `POST /clip` request.
+
+Served where Livepeer's SDK calls them: `GET /stream/{id}/clips` (and `/streams/{id}/clips`)
+and `POST /clip`, each also under `/api`, which its default server URL ends in, so pointing
+`server_url` at the packager with or without `/api` works. Its SDK takes only 200 from
+`POST /clip`. Errors on these paths carry Livepeer's `errors` list (packager.http.errors).
+Clips cut here are segment-aligned, like the rest, until frame-accurate cutting lands.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from packager.errors import InvalidField
-from packager.http.api import authorize, clip_link
+from packager.http.api import VIDEOS, H, authorize, clip_link, route_at
 from packager.http.jsonio import json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, STORE
-from packager.http.videos import VIDEOS, video_url
+from packager.http.videos import video_url
 from packager.package import names
 from packager.package.spec import video_spec
 from packager.store.clips import Clip
 
 routes = web.RouteTableDef()
 
+LIVEPEER_PREFIX = "/api"
+
+
+def livepeer_route(method: str, *paths: str) -> Callable[[H], H]:
+    """Serve a handler at each path, with and without Livepeer's `/api` prefix."""
+    return route_at(routes, method, *paths, *(LIVEPEER_PREFIX + path for path in paths))
+
 
 def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
     """One clip as Livepeer's Asset: the highest rendition describes the video."""
-    video = request.app[VIDEOS].get(clip.video_id) if clip.video_id else None
+    video = request.app[VIDEOS].for_clip(clip.id)
     ready = clip.complete and (not clip.vod_required or video is not None)
     updated = clip.completed_at if clip.completed_at is not None else clip.created_at
     status: dict[str, Any] = {"phase": "ready" if ready else "uploading"}
@@ -31,6 +46,7 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "id": clip.id,
         "playbackId": clip.id,
         "name": clip.name or f"clip of {clip.stream_id}",
+        "type": "video",
         "source": {"type": "clip", "playbackId": clip.stream_id},
         "playbackUrl": clip_link(clip, request, names.playlist(clip.id)),
         "downloadUrl": clip_link(clip, request, names.mp4(clip.id)),
@@ -46,14 +62,14 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
     return asset
 
 
-@routes.get("/streams/{stream_id}/clips")
+@livepeer_route("GET", "/stream/{stream_id}/clips", "/streams/{stream_id}/clips")
 async def list_assets(request: web.Request) -> web.Response:
     authorize(request)
     clips = request.app[STORE].list_clips(request.match_info["stream_id"])
     return json_response([asset_view(c, request) for c in clips])
 
 
-@routes.post("/clip")
+@livepeer_route("POST", "/clip")
 async def create_clip(request: web.Request) -> web.Response:
     """Livepeer's body: playbackId (our stream id), startTime and endTime in Unix ms, name."""
     authorize(request)
@@ -73,4 +89,5 @@ async def create_clip(request: web.Request) -> web.Response:
         name=string(body, "name"),
     )
     asset = asset_view(clip, request)
-    return json_response({"task": {"id": f"task-{clip.id}"}, "asset": asset}, status=201)
+    # 200, not 201: Livepeer's API answers 200 and its SDK takes nothing else.
+    return json_response({"task": {"id": f"task-{clip.id}"}, "asset": asset})

@@ -1,11 +1,16 @@
-"""Durable VOD copies: written when a `vod_required` clip completes, served after it expires."""
+"""Durable VOD copies: written when a `vod_required` clip completes, served after it expires.
+
+`/videos/{id}` (and Gcore's `/streaming/videos/{id}`) answers in the shape of Gcore's `Video`
+model as far as its fields apply: `id` an integer, `duration` in milliseconds, one
+`converted_videos` entry per rendition. Downloads are public at `/vod/{slug}/...`: the random
+slug, not the id, is the capability.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import secrets
 from array import array
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +19,7 @@ from aiohttp import web
 
 from packager.errors import VideoNotFound
 from packager.http import caching, signing
-from packager.http.api import base_url
+from packager.http.api import VIDEOS, base_url, gcore_route, iso, precise
 from packager.http.auth import require_api_key
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, STORE
@@ -22,7 +27,7 @@ from packager.http.mp4 import MP4_FILES, Mp4File, Mp4Files, send_file
 from packager.package.mp4 import Mp4Layout
 from packager.package.spec import video_spec
 from packager.store.clips import Clip
-from packager.store.videos import VIDEO_ID, Video, VideoFile, VideoLibrary
+from packager.store.videos import SLUG, VIDEO_ID, Video, VideoFile, VideoLibrary
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +44,23 @@ class VideoSaver:
         self.library = library
         self.files = files
         self.pending: set[asyncio.Task[None]] = set()
+        self._saving: set[str] = set()  # clip ids: one copy per clip, however often it completes
 
     def on_complete(self, clip: Clip) -> None:
-        if not clip.vod_required or clip.video_id is not None:
+        if not clip.vod_required or clip.id in self._saving or self.library.for_clip(clip.id):
             return
+        self._saving.add(clip.id)
         task = asyncio.get_running_loop().create_task(self._save(clip))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
     async def _save(self, clip: Clip) -> None:
+        try:
+            await self._write(clip)
+        finally:
+            self._saving.discard(clip.id)
+
+    async def _write(self, clip: Clip) -> None:
         try:
             renditions = [cr for cr in clip.renditions if cr.segments]
             if not renditions:
@@ -68,8 +81,10 @@ class VideoSaver:
                     bandwidth=cr.average_bitrate(),
                 )
                 bodies.append((info, built.layout.iter_range()))
+            video_id, slug = await asyncio.to_thread(self.library.reserve)
             draft = Video(
-                id=secrets.token_hex(16),
+                id=video_id,
+                slug=slug,
                 clip_id=clip.id,
                 stream_id=clip.stream_id,
                 name=clip.name,
@@ -80,7 +95,6 @@ class VideoSaver:
                 private=clip.private,
             )
             saved = await asyncio.to_thread(self.library.write, draft, bodies)
-            clip.video_id = saved.id
             log.info("clip %s saved as video %s", clip.id, saved.id)
         except Exception as exc:
             log.exception("saving clip %s failed", clip.id)
@@ -92,30 +106,66 @@ class VideoSaver:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
 
 
-VIDEOS = web.AppKey("videos", VideoLibrary)
 SAVER = web.AppKey("video_saver", VideoSaver)
 
 
 def video_url(request: web.Request, video: Video, rendition: str = "master") -> str:
     """A download link; a private video's is signed for VOD_LINK_TTL from now."""
-    url = f"{base_url(request)}/vod/{video.id}/{rendition}.mp4"
+    url = f"{base_url(request)}/vod/{video.slug}/{rendition}.mp4"
     secret = request.app[CONFIG].playback_secret
     if video.private and secret is not None:
         expires = math.ceil(request.app[STORE].clock() + VOD_LINK_TTL)
-        url += "?" + signing.query(secret, f"vod/{video.id}", expires)
+        url += "?" + signing.query(secret, f"vod/{video.slug}", expires)
     return url
 
 
+def _gcore_stream_id(stream_id: str) -> int | None:
+    """Gcore's `stream_id` is an integer: ours when it is one, else null (see `source_stream_id`)."""
+    return int(stream_id) if stream_id.isdigit() and len(stream_id) < 19 else None
+
+
 def video_view(request: web.Request, video: Video) -> dict[str, Any]:
+    """Gcore's `Video` fields that apply, then ours (extra fields, which its model allows)."""
+    master = video_url(request, video)
+    created = iso(video.created_at)
+    duration_ms = round(video.duration * 1000)
     return {
         "id": video.id,
+        "slug": video.slug,
+        "name": video.name or f"clip of {video.stream_id}",
+        "status": "ready",  # a video is listed only once every file is on disk
+        "duration": duration_ms,
+        "origin_video_duration": duration_ms,
+        "origin_url": master,
+        "origin_size": video.master.size,
+        "created_at": created,
+        "updated_at": created,
+        "recording_started_at": iso(video.start),
+        "record_type": "origin",  # the stream's own renditions, not re-encoded
+        "stream_id": _gcore_stream_id(video.stream_id),
+        "projection": "regular",
+        "converted_videos": [
+            {
+                "id": n,
+                "name": f.rendition,
+                "width": f.width,
+                "height": f.height,
+                "size": f.size,
+                "mp4_url": video_url(request, video, f.rendition),
+                "status": "complete",
+                "progress": 100,
+                "error": None,
+            }
+            for n, f in enumerate(video.files, start=1)
+        ],
+        "screenshots": [],
+        # Ours:
+        "source_stream_id": video.stream_id,
         "clip_id": video.clip_id,
-        "stream_id": video.stream_id,
-        "name": video.name,
-        "created_at": video.created_at,
-        "start": round(video.start, 3),
-        "duration": round(video.duration, 3),
-        "mp4_master": video_url(request, video),
+        "start_precise": precise(video.start),
+        "duration_precise": precise(video.duration),
+        "private": video.private,
+        "mp4_master": master,
         "renditions": [
             {
                 "name": f.rendition,
@@ -134,27 +184,42 @@ def video_view(request: web.Request, video: Video) -> dict[str, Any]:
 
 
 def _video(request: web.Request) -> Video:
+    """By its integer id; its slug is taken too (the id of videos saved before ids were
+    integers), since these routes need the API key anyway."""
     video_id = request.match_info["video_id"]
-    video = request.app[VIDEOS].get(video_id) if VIDEO_ID.fullmatch(video_id) else None
+    library = request.app[VIDEOS]
+    if VIDEO_ID.fullmatch(video_id):
+        video = library.get(int(video_id))
+    else:
+        video = library.by_slug(video_id) if SLUG.fullmatch(video_id) else None
     if video is None:
         raise VideoNotFound(f"no video {video_id!r}")
     return video
 
 
-@routes.get("/videos")
+def _download(request: web.Request) -> Video:
+    """Only by slug: an integer id is easy to guess, so it opens nothing here."""
+    slug = request.match_info["slug"]
+    video = request.app[VIDEOS].by_slug(slug) if SLUG.fullmatch(slug) else None
+    if video is None:
+        raise VideoNotFound(f"no video {slug!r}")
+    return video
+
+
+@gcore_route(routes, "GET", "/videos")
 async def list_videos(request: web.Request) -> web.Response:
     require_api_key(request, request.app[CONFIG].api_keys)
-    videos = sorted(request.app[VIDEOS].videos.values(), key=lambda v: v.created_at)
+    videos = sorted(request.app[VIDEOS].videos.values(), key=lambda v: v.id)
     return json_response([video_view(request, v) for v in videos])
 
 
-@routes.get("/videos/{video_id}")
+@gcore_route(routes, "GET", "/videos/{video_id}")
 async def get_video(request: web.Request) -> web.Response:
     require_api_key(request, request.app[CONFIG].api_keys)
     return json_response(video_view(request, _video(request)))
 
 
-@routes.delete("/videos/{video_id}")
+@gcore_route(routes, "DELETE", "/videos/{video_id}")
 async def delete_video(request: web.Request) -> web.Response:
     require_api_key(request, request.app[CONFIG].api_keys)
     video = _video(request)
@@ -162,15 +227,15 @@ async def delete_video(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/vod/{video_id}/{file}")
+@routes.get("/vod/{slug}/{file}")
 async def download(request: web.Request) -> web.StreamResponse:
-    """Public, like playback links: the unguessable id is the capability."""
-    video = _video(request)
+    """Public, like playback links: the unguessable slug is the capability."""
+    video = _download(request)
     max_age = VOD_MAX_AGE
     if video.private:  # a CDN must not keep serving it past the link's expiry
         secret = request.app[CONFIG].playback_secret
         now = request.app[STORE].clock()
-        _, expires = signing.verify(request, secret, f"vod/{video.id}", now)
+        _, expires = signing.verify(request, secret, f"vod/{video.slug}", now)
         max_age = min(max_age, max(0, math.floor(expires - now)))
     name = request.match_info["file"].removesuffix(".mp4")
     file = video.master if name == "master" else video.file(name)
@@ -181,14 +246,14 @@ async def download(request: web.Request) -> web.StreamResponse:
         layout=Mp4Layout(b"", (view,), array("Q", [0]), len(view)),
         etag=f'"{file.sha256[:40]}"',  # the content's own hash: the same across restarts
         last_modified=math.floor(video.created_at),
-        filename=f"{video.stream_id}_{video.id[:8]}_{file.rendition}.mp4",
+        filename=f"{video.stream_id}_{video.id}_{file.rendition}.mp4",
     )
     # The same HEAD/Range/If-* handling as a clip's MP4, JSON errors included.
     headers = {"Cache-Control": f"public, max-age={max_age}", **caching.CORS}
     return await send_file(request, saved, headers)
 
 
-routes.route("OPTIONS", "/vod/{video_id}/{file}")(caching.preflight)
+routes.route("OPTIONS", "/vod/{slug}/{file}")(caching.preflight)
 
 
 async def video_context(app: web.Application) -> AsyncIterator[None]:

@@ -271,8 +271,11 @@ class Store:
     def _expiration(self, now: float, end: float, expiration: float | None) -> float:
         latest = now + MAX_EXPIRATION
         if expiration is None:
-            # Contract: end + 3600 s; a clip cut from long ago still gets its hour from now.
-            return min(max(end, now) + DEFAULT_LIFETIME, latest)
+            # Gcore's rule, a whole second: start + duration + 3600 (the end rounded up, on
+            # milliseconds so float noise cannot add a second). Raised only to the minimum
+            # life, so a clip cut from long ago lives a minute; capped at the maximum.
+            default = math.ceil(round(end, 3)) + DEFAULT_LIFETIME
+            return min(max(default, math.ceil(now + MIN_EXPIRATION)), math.floor(latest))
         if not now + MIN_EXPIRATION <= expiration <= latest:
             raise InvalidField("expiration", "must lie within [now + 60 s, now + 4 h]")
         if expiration <= end:

@@ -1,8 +1,13 @@
 """Durable VOD copies of clips (`vod_required`): MP4 files on disk that outlive the clip.
 
-A video is written into a hidden `.{id}.partial/` directory (each file fsynced), then the
+A video is written into a hidden `.{slug}.partial/` directory (each file fsynced), then the
 directory is renamed into place and its parent fsynced: a crash at any moment leaves either
 the whole video or nothing visible, and start-up sweeps away what a crash left half done.
+
+A video has two names. `id` is an integer, as Gcore's API types `video_id`: handed out in
+order from a counter kept on disk beside the videos, so it is stable across restarts and
+never reused. `slug` is 128 random bits (Gcore's name for the same thing): the public
+download links carry it, so knowing one id tells nothing about another video's files.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import logging
 import mmap
 import os
 import re
+import secrets
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-VIDEO_ID = re.compile(r"[0-9a-f]{32}")
+SLUG = re.compile(r"[0-9a-f]{32}")
+VIDEO_ID = re.compile(r"[1-9][0-9]{0,17}")  # an int64 in decimal, as a path segment
 META = "video.json"
+NEXT_ID = "next_id"  # the counter: the id the next video gets
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +47,8 @@ class VideoFile:
 
 @dataclass(frozen=True, slots=True)
 class Video:
-    id: str
+    id: int
+    slug: str  # the capability in public download links
     clip_id: str
     stream_id: str
     name: str | None
@@ -66,6 +76,17 @@ class Video:
         return Video(files=files, **data)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` whole or not at all (a crash leaves the old or the new text)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -79,34 +100,93 @@ class VideoLibrary:
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "videos"
-        self.videos: dict[str, Video] = {}
+        self.videos: dict[int, Video] = {}
+        self._by_slug: dict[str, Video] = {}
+        self._by_clip: dict[str, Video] = {}
         self._mapped: dict[tuple[str, str], memoryview] = {}
+        self._next_id = 1
+        self._id_lock = threading.Lock()  # reserve() runs in worker threads
 
     def load(self) -> None:
         """Index what is on disk; drop what a crash left half written."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for entry in self.root.iterdir():
+        legacy: list[tuple[Path, dict[str, Any]]] = []
+        for entry in sorted(self.root.iterdir()):
             if entry.name.endswith(".partial"):
-                shutil.rmtree(entry, ignore_errors=True)
-                log.warning("removed a half-written video %s", entry.name)
-            elif VIDEO_ID.fullmatch(entry.name) and (entry / META).is_file():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                log.warning("removed a half-written %s", entry.name)
+            elif SLUG.fullmatch(entry.name) and (entry / META).is_file():
                 try:
-                    video = Video.from_json(json.loads((entry / META).read_text()))
+                    data = json.loads((entry / META).read_text())
+                    if isinstance(data.get("id"), str):  # saved before ids were integers
+                        legacy.append((entry, data))
+                        continue
+                    video = Video.from_json(data)
                 except (OSError, ValueError, TypeError, KeyError) as exc:
                     log.error("unreadable video %s: %s", entry.name, exc)
                     continue
-                self.videos[video.id] = video
+                self._index(video)
+        self._next_id = max([self._read_counter(), *(v.id + 1 for v in self.videos.values())])
+        for entry, data in legacy:
+            self._upgrade(entry, data)
 
-    def get(self, video_id: str) -> Video | None:
+    def _read_counter(self) -> int:
+        try:
+            return max(1, int((self.root / NEXT_ID).read_text()))
+        except FileNotFoundError:
+            return 1
+        except ValueError:
+            log.error("unreadable %s: ids continue after the highest saved video", NEXT_ID)
+            return 1
+
+    def _upgrade(self, entry: Path, data: dict[str, Any]) -> None:
+        """A video saved with a hex id keeps it as its slug, so its links go on working,
+        and gets the next integer id, written back so it stays the same."""
+        try:
+            video = Video.from_json({**data, "id": self.reserve()[0], "slug": data["id"]})
+            if video.slug != entry.name:
+                raise ValueError(f"its id {video.slug!r} is not its directory's name")
+            _write_atomically(entry / META, json.dumps(video.to_json()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("unreadable video %s: %s", entry.name, exc)
+            return
+        self._index(video)
+
+    def _index(self, video: Video) -> None:
+        self.videos[video.id] = video
+        self._by_slug[video.slug] = video
+        self._by_clip[video.clip_id] = video
+
+    def reserve(self) -> tuple[int, str]:
+        """A new video's id and slug. The counter is on disk before the id is used, so no
+        id is handed out twice, even after a crash or a delete."""
+        with self._id_lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            video_id = self._next_id
+            _write_atomically(self.root / NEXT_ID, str(video_id + 1))
+            self._next_id = video_id + 1
+        return video_id, secrets.token_hex(16)
+
+    def get(self, video_id: int) -> Video | None:
         return self.videos.get(video_id)
 
+    def by_slug(self, slug: str) -> Video | None:
+        return self._by_slug.get(slug)
+
+    def for_clip(self, clip_id: str) -> Video | None:
+        """The saved copy of a clip, if it has one."""
+        return self._by_clip.get(clip_id)
+
     def path(self, video: Video, rendition: str) -> Path:
-        return self.root / video.id / f"{rendition}.mp4"
+        return self.root / video.slug / f"{rendition}.mp4"
 
     def view(self, video: Video, rendition: str) -> memoryview:
         """The saved file mapped read-only: served as views, like a clip's segments, so a
         download or a Range costs pages the kernel already caches, not reads into buffers."""
-        key = (video.id, rendition)
+        key = (video.slug, rendition)
         mapped = self._mapped.get(key)
         if mapped is None:
             with self.path(video, rendition).open("rb") as f:
@@ -118,25 +198,28 @@ class VideoLibrary:
         self, video: Video, bodies: Iterable[tuple[VideoFile, Iterator[memoryview]]]
     ) -> Video:
         """Write every rendition, then make the whole video visible at once. Blocking: run it
-        in a thread. `bodies` give each file's description (size and hash are filled here)."""
+        in a thread. `video`'s id and slug come from `reserve()`; `bodies` give each file's
+        description (size and hash are filled here)."""
+        if not SLUG.fullmatch(video.slug):
+            raise ValueError(f"not a slug from reserve(): {video.slug!r}")
         self.root.mkdir(parents=True, exist_ok=True)
-        partial = self.root / f".{video.id}.partial"
+        partial = self.root / f".{video.slug}.partial"
         partial.mkdir()
         try:
             files = [self._write_file(partial, info, pieces) for info, pieces in bodies]
-            done = Video(**{**video.to_json(), "files": tuple(files)})
+            done = replace(video, files=tuple(files))
             meta = partial / META
             with meta.open("w") as f:
                 json.dump(done.to_json(), f)
                 f.flush()
                 os.fsync(f.fileno())
             _fsync_dir(partial)
-            os.rename(partial, self.root / video.id)
+            os.rename(partial, self.root / video.slug)
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        self.videos[done.id] = done
+        self._index(done)
         return done
 
     @staticmethod
@@ -152,14 +235,17 @@ class VideoLibrary:
             os.fsync(f.fileno())
         return VideoFile(**{**asdict(info), "size": size, "sha256": digest.hexdigest()})
 
-    def delete(self, video_id: str) -> bool:
+    def delete(self, video_id: int) -> bool:
         video = self.videos.pop(video_id, None)
         if video is None:
             return False
+        self._by_slug.pop(video.slug, None)
+        if self._by_clip.get(video.clip_id) is video:
+            del self._by_clip[video.clip_id]
         for f in video.files:  # a download under way keeps its mapping until it ends
-            self._mapped.pop((video_id, f.rendition), None)
+            self._mapped.pop((video.slug, f.rendition), None)
         # Rename first so a crash mid-delete leaves a partial that start-up removes.
-        doomed = self.root / f".{video_id}.deleting.partial"
-        os.rename(self.root / video_id, doomed)
+        doomed = self.root / f".{video.slug}.deleting.partial"
+        os.rename(self.root / video.slug, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return True

@@ -30,7 +30,7 @@ def test_ffmpeg_push_then_clip_plays_in_ffmpeg(server: Server, ffmpeg_exe: str) 
     assert clip["renditions"] == ["media_1_144", "media_2_240", "media_3_360"]
     assert clip["expiration"] > now
     # Segment-aligned: [start+1, start+5) spans the segments [0, 6).
-    assert clip["duration"] == pytest.approx(6, abs=0.1)
+    assert clip["duration_precise"] == pytest.approx(6, abs=0.1)
 
     with urllib.request.urlopen(clip["hls_master"]) as resp:
         master = m3u8.loads(resp.read().decode())
@@ -41,14 +41,14 @@ def test_ffmpeg_push_then_clip_plays_in_ffmpeg(server: Server, ffmpeg_exe: str) 
     )
 
     decoded, errors = decode(ffmpeg_exe, clip["hls_master"])
-    print("decoded", decoded, "of", clip["duration"])
+    print("decoded", decoded, "of", clip["duration_precise"])
     assert errors == ""
-    assert abs(decoded - clip["duration"]) <= 2.0  # within one segment
+    assert abs(decoded - clip["duration_precise"]) <= 2.0  # within one segment
     for name in clip["renditions"]:
         url = clip["hls_master"].replace("master", name)
         decoded, errors = decode(ffmpeg_exe, url)
         assert errors == ""
-        assert abs(decoded - clip["duration"]) <= 2.0
+        assert abs(decoded - clip["duration_precise"]) <= 2.0
 
 
 def test_demo_mode_serves_a_playable_clip_at_once(tmp_path: Path, ffmpeg_exe: str) -> None:
@@ -63,6 +63,6 @@ def test_demo_mode_serves_a_playable_clip_at_once(tmp_path: Path, ffmpeg_exe: st
         assert len(clip["renditions"]) == 3
         decoded, errors = decode(ffmpeg_exe, clip["hls_master"])
         assert errors == ""
-        assert abs(decoded - clip["duration"]) <= 2.0
+        assert abs(decoded - clip["duration_precise"]) <= 2.0
     finally:
         stop_server(server)

@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from packager.clock import ManualClock
+from packager.demo import DemoFeed, RecordedRendition
+from packager.http.api import whole_seconds
+from packager.http.keys import INGEST
+from packager.ingest import Ingest
+from packager.store.store import Store
+from tests.conftest import feed_past
 from tests.http.conftest import AUTH, Service
 
 
@@ -43,6 +52,8 @@ async def test_clip_response_has_every_contract_field(service: Service) -> None:
         "created_at",
         "start",
         "duration",
+        "start_precise",
+        "duration_precise",
         "expiration",
         "renditions",
         "hls_master",
@@ -52,14 +63,74 @@ async def test_clip_response_has_every_contract_field(service: Service) -> None:
     }
     assert len(clip["id"]) == 32
     assert clip["renditions"] == ["media_1_360", "media_2_720", "media_3_1080"]
-    assert clip["start"] == pytest.approx(now - 16)  # aligned to the segment holding start
-    assert clip["duration"] == pytest.approx(12)
-    assert clip["expiration"] == pytest.approx(now + 3600)
+    assert clip["start"] == now - 16  # aligned to the segment holding start
+    assert clip["duration"] == 12
+    assert clip["expiration"] == now - 15 + 10 + 3600  # Gcore's start + duration + 3600
+    for name in ("start", "duration", "expiration"):
+        assert type(clip[name]) is int, (name, clip[name])  # Gcore's SDK types them int
     assert clip["vod_required"] is False and clip["video_id"] is None
     host = f"http://{service.client.host}:{service.client.port}"
     assert clip["hls_master"] == f"{host}/rec/demo/rec_{clip['id']}_master.m3u8"
     assert clip["mp4_master"] == f"{host}/rec/demo/rec_{clip['id']}_master.mp4"
     assert clip["created_at"].endswith("Z")
+
+
+def test_whole_seconds_cover_the_cut_without_float_noise() -> None:
+    # The issue's numbers: 1795903415.223 + 26.777 ends at ...442.000 exactly, not past it.
+    assert whole_seconds(1795903415.223, 26.777) == (1795903415, 27)
+    assert whole_seconds(1795903415.223, 26.778) == (1795903415, 28)
+    assert whole_seconds(10.0, 2.0) == (10, 2)
+    assert whole_seconds(10.999, 0.002) == (10, 2)
+
+
+async def test_integer_start_and_duration_cover_a_cut_off_the_second(
+    service: Service, ladder: list[RecordedRendition]
+) -> None:
+    service.clock.advance(0.777)  # segments of this stream start 0.777 s past a second
+    feed_past(DemoFeed(service.app[INGEST], ladder, service.clock, "frac"), service.clock, 10)
+    now = service.clock()
+    clip = await service.create_clip("frac", duration=5, start=now - 9)
+    cut = service.store.clip("frac", clip["id"])
+    assert cut.start % 1 == pytest.approx(0.777)
+    assert clip["start"] == math.floor(cut.start) < cut.start
+    assert clip["start"] + clip["duration"] == math.ceil(cut.start + cut.duration)
+    assert clip["start_precise"] == round(cut.start, 3)
+    assert clip["duration_precise"] == round(cut.duration, 3)
+    assert type(clip["start_precise"]) is float and type(clip["duration_precise"]) is float
+    assert clip["expiration"] == math.ceil(now - 9 + 5) + 3600
+
+
+async def test_default_expiration_of_a_clip_cut_long_ago_is_the_minimum(
+    service: Service, ladder: list[RecordedRendition]
+) -> None:
+    resp = await service.client.post(
+        "/streams", json={"id": "old", "name": "old", "dvr_duration": 14400}, headers=AUTH
+    )
+    assert resp.status == 201
+    feed = DemoFeed(service.app[INGEST], ladder, service.clock, "old")
+    now = service.clock()
+    for k in range(5):  # 10 s that ended 2 h ago
+        feed.push(k, feed.segment_start(k, now - 7200))
+    two_hours_ago = await service.create_clip("old", duration=6, start=now - 7200)
+    assert two_hours_ago["expiration"] == now + 60  # start + duration + 3600 is past: raised
+    given = await service.create_clip("old", duration=6, start=now - 7200, expiration=now + 900)
+    assert given["expiration"] == now + 900
+
+
+def test_default_expiration_is_capped_at_four_hours(
+    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    store = make_store(budget=1 << 40, dvr=14400.0)  # accounting only
+    feed_past(DemoFeed(Ingest(store), ladder, clock), clock, 5)
+    clip = store.create_clip("demo", duration=4 * 3600 - 60, start=clock() - 2)
+    assert clip.expiration == clock() + 4 * 3600
+
+
+async def test_fractional_expiration_is_taken_in_whole_seconds(service: Service) -> None:
+    now = service.clock()
+    clip = await service.create_clip(duration=4, start=now - 10, expiration=now + 600.9)
+    assert clip["expiration"] == now + 600
+    assert service.store.clip("demo", clip["id"]).expiration == now + 600
 
 
 async def test_put_creates_a_clip_as_gcore_sdks_send_it(service: Service) -> None:
@@ -73,7 +144,49 @@ async def test_put_creates_a_clip_as_gcore_sdks_send_it(service: Service) -> Non
         headers={"Authorization": "Bearer test-key"},
     )
     assert resp.status == 201
-    assert (await resp.json())["expiration"] == pytest.approx(int(service.clock()) + 600)
+    assert (await resp.json())["expiration"] == int(service.clock()) + 600
+
+
+@pytest.mark.parametrize("prefix", ["", "/streaming"])
+async def test_gcore_paths_serve_streams_and_clips(service: Service, prefix: str) -> None:
+    """Gcore's SDK puts `/streaming/` in every path; today's paths stay as aliases."""
+    now = service.clock()
+    made = await service.client.put(
+        f"{prefix}/streams/demo/clip_recording",
+        json={"duration": 4, "start": int(now) - 10},
+        headers={"Authorization": "APIKey test-key"},  # Gcore's SDK spells it so
+    )
+    assert made.status == 201
+    clip = await made.json()
+    posted = await service.client.post(
+        f"{prefix}/streams/demo/clip_recording", json={"duration": 4}, headers=AUTH
+    )
+    assert posted.status == 201
+    listed = await service.client.get(f"{prefix}/streams/demo/clip_recording", headers=AUTH)
+    assert [c["id"] for c in await listed.json()] == [clip["id"], (await posted.json())["id"]]
+    streams = await (await service.client.get(f"{prefix}/streams", headers=AUTH)).json()
+    assert [s["id"] for s in streams] == ["demo"]
+    one = await service.client.get(f"{prefix}/streams/demo", headers=AUTH)
+    assert (await one.json())["name"] == "demo"
+    missing = await service.client.get(f"{prefix}/streams/nope/clip_recording", headers=AUTH)
+    assert missing.status == 404 and (await missing.json())["error"] == "stream_not_found"
+    assert (await service.client.get(f"{prefix}/streams")).status == 401
+
+
+async def test_streams_created_on_gcore_paths_get_integer_ids(service: Service) -> None:
+    """Gcore's SDK reads a stream's `id` as an integer."""
+    ids = []
+    for name in ("one", "two"):
+        resp = await service.client.post("/streaming/streams", json={"name": name}, headers=AUTH)
+        assert resp.status == 201
+        ids.append((await resp.json())["id"])
+    assert ids == ["1", "2"]
+    numbered = await service.client.post("/streams", json={"id": 4242, "name": "cam"}, headers=AUTH)
+    assert numbered.status == 201 and (await numbered.json())["id"] == "4242"
+    after = await service.client.post("/streaming/streams", json={"name": "x"}, headers=AUTH)
+    assert (await after.json())["id"] == "4243"
+    plain = await service.client.post("/streams", json={"name": "ours"}, headers=AUTH)
+    assert not (await plain.json())["id"].isdigit()  # our own path keeps random ids
 
 
 async def test_list_clips_shows_only_unexpired(service: Service) -> None:
@@ -187,7 +300,10 @@ async def test_stream_without_media_is_409(service: Service) -> None:
     "body, field",
     [
         ({"id": "bad id!"}, "id"),
-        ({"id": 5}, "id"),
+        ({"id": 5.5}, "id"),
+        ({"id": 0}, "id"),
+        ({"id": True}, "id"),
+        ({"id": 10**18}, "id"),
         ({"name": ["x"]}, "name"),
         ({"dvr_duration": -5}, "dvr_duration"),
         ({"dvr_duration": 99999}, "dvr_duration"),

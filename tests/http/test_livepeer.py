@@ -12,12 +12,14 @@ async def test_livepeer_list_shows_the_same_clips_as_assets(service: Service) ->
     assert resp.status == 200
     (asset,) = await resp.json()
     assert asset["id"] == clip["id"] and asset["playbackId"] == clip["id"]
+    assert asset["type"] == "video" and asset["source"] == {"type": "clip", "playbackId": "demo"}
     assert asset["playbackUrl"] == clip["hls_master"]
     assert asset["downloadUrl"] == clip["mp4_master"]
     assert asset["createdAt"] == round(now * 1000)
     assert asset["status"]["phase"] == "ready"
     spec = asset["videoSpec"]
-    assert spec["format"] == "mp4" and spec["duration"] == pytest.approx(clip["duration"])
+    assert spec["format"] == "mp4"
+    assert spec["duration"] == pytest.approx(clip["duration_precise"])
     assert 1_000_000 < spec["bitrate"] < 1_400_000  # the 1080p rung: ~1157 kb/s
     video, audio = spec["tracks"]
     assert (video["type"], video["codec"], video["width"], video["height"]) == (
@@ -51,7 +53,7 @@ async def test_post_clip_takes_livepeers_body(service: Service) -> None:
         "name": "goal",
     }
     resp = await service.client.post("/clip", json=body, headers=AUTH)
-    assert resp.status == 201
+    assert resp.status == 200  # Livepeer's SDK takes nothing else
     result = await resp.json()
     asset = result["asset"]
     assert result["task"]["id"]
@@ -75,12 +77,50 @@ async def test_post_clip_names_bad_fields(
 ) -> None:
     resp = await service.client.post("/clip", json=body, headers=AUTH)
     assert resp.status == 400
-    assert (await resp.json())["field"] == field
+    error = await resp.json()
+    assert error["field"] == field
+    (message,) = error["errors"]  # Livepeer's shape, which its SDK reads
+    assert message.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("prefix", ["", "/api"])
+@pytest.mark.parametrize("streams", ["stream", "streams"])
+async def test_livepeer_paths_as_its_sdk_calls_them(
+    service: Service, prefix: str, streams: str
+) -> None:
+    """`GET /stream/{id}/clips` (singular, as the SDK sends it) and `POST /clip`, with and
+    without the `/api` its default server URL ends in."""
+    now_ms = service.clock() * 1000
+    body = {"playbackId": "demo", "startTime": now_ms - 10_000, "endTime": now_ms - 4_000}
+    made = await service.client.post(f"{prefix}/clip", json=body, headers=AUTH)
+    assert made.status == 200
+    asset = (await made.json())["asset"]
+    listed = await service.client.get(f"{prefix}/{streams}/demo/clips", headers=AUTH)
+    assert listed.status == 200
+    assert [a["id"] for a in await listed.json()] == [asset["id"]]
+    missing = await service.client.get(f"{prefix}/{streams}/nope/clips", headers=AUTH)
+    assert missing.status == 404
+    assert (await missing.json())["errors"] == ["no stream 'nope'"]
+    denied = await service.client.get(f"{prefix}/{streams}/demo/clips")
+    assert denied.status == 401
+    (message,) = (await denied.json())["errors"]
+    assert "apikey" in message
+
+
+async def test_livepeer_error_shape_stays_on_livepeer_routes(service: Service) -> None:
+    for path in ("/api/nothing", "/api/clip/extra"):
+        resp = await service.client.get(path, headers=AUTH)
+        assert resp.status == 404 and (await resp.json())["errors"] == ["Not Found"]
+    wrong_method = await service.client.get("/clip", headers=AUTH)
+    assert wrong_method.status == 405 and (await wrong_method.json())["errors"]
+    gcore = await service.client.get("/streams/nope/clip_recording", headers=AUTH)
+    assert gcore.status == 404 and "errors" not in await gcore.json()
 
 
 async def test_livepeer_routes_need_a_key(service: Service) -> None:
     assert (await service.client.get("/streams/demo/clips")).status == 401
     assert (await service.client.post("/clip", json={})).status == 401
+    assert (await service.client.post("/api/clip", json={})).status == 401
 
 
 async def test_stats_show_bytes_held_by_dvr_and_clips(service: Service) -> None:

@@ -20,11 +20,12 @@ async def test_vod_required_clip_is_saved_with_a_video_id(service: Service) -> N
     clip = await _saved_clip(service)
     listed = await (await service.client.get("/streams/demo/clip_recording", headers=AUTH)).json()
     video_id = listed[0]["video_id"]
-    assert listed[0]["vod_required"] is True and video_id
+    assert listed[0]["vod_required"] is True and video_id == 1  # Gcore's type: an integer
     resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
     assert resp.status == 200
     video = await resp.json()
-    assert video["clip_id"] == clip["id"] and video["duration"] == clip["duration"]
+    assert video["id"] == video_id and video["clip_id"] == clip["id"]
+    assert video["duration_precise"] == clip["duration_precise"]
     assert [r["name"] for r in video["renditions"]] == clip["renditions"]
     # The saved file is byte-identical to the MP4 the clip serves.
     live = await (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).read()
@@ -41,16 +42,59 @@ async def test_vod_required_clip_is_saved_with_a_video_id(service: Service) -> N
 
 async def test_video_outlives_its_clip(service: Service) -> None:
     clip = await _saved_clip(service)
-    stored = service.store.clip("demo", clip["id"])
-    video_id = stored.video_id
+    (listed,) = await (
+        await service.client.get("/streams/demo/clip_recording", headers=AUTH)
+    ).json()
+    video_id = listed["video_id"]
     service.clock.advance(121)
     service.store.run_due()
     assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 404
     resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
     assert resp.status == 200
+    slug = (await resp.json())["slug"]
     for rendition in clip["renditions"]:
-        got = await service.client.get(f"/vod/{video_id}/{rendition}.mp4")
+        got = await service.client.get(f"/vod/{slug}/{rendition}.mp4")
         assert got.status == 200 and got.content_type == "video/mp4"
+
+
+async def test_video_answers_in_gcores_video_shape(service: Service) -> None:
+    clip = await _saved_clip(service)
+    video = await (await service.client.get("/streaming/videos/1", headers=AUTH)).json()
+    assert video == await (await service.client.get("/videos/1", headers=AUTH)).json()
+    assert (video["id"], video["status"], video["record_type"]) == (1, "ready", "origin")
+    assert video["duration"] == round(clip["duration_precise"] * 1000)  # Gcore: milliseconds
+    assert video["origin_video_duration"] == video["duration"]
+    assert video["stream_id"] is None and video["source_stream_id"] == "demo"  # not an int
+    assert video["created_at"].endswith("Z") and video["recording_started_at"].endswith("Z")
+    converted = video["converted_videos"]
+    assert [(c["id"], c["name"], c["height"]) for c in converted] == [
+        (1, "media_1_360", 360),
+        (2, "media_2_720", 720),
+        (3, "media_3_1080", 1080),
+    ]
+    assert all(c["status"] == "complete" and c["progress"] == 100 for c in converted)
+    assert [c["size"] for c in converted] == [r["size"] for r in video["renditions"]]
+    assert video["origin_url"] == video["mp4_master"]  # the highest rendition, as a clip's
+    assert video["origin_size"] == converted[-1]["size"]
+    for c in converted:
+        path = c["mp4_url"].split(str(service.client.port), 1)[1]
+        assert path == f"/vod/{video['slug']}/{c['name']}.mp4"
+        assert (await service.client.head(path)).status == 200
+    assert len(video["slug"]) == 32 and str(video["id"]) not in video["mp4_master"].split("/")
+
+
+async def test_video_ids_count_up_and_public_links_need_the_slug(service: Service) -> None:
+    await _saved_clip(service)
+    await _saved_clip(service)
+    videos = await (await service.client.get("/streaming/videos", headers=AUTH)).json()
+    assert [v["id"] for v in videos] == [1, 2]
+    for video in videos:
+        # The integer is easy to guess: it opens no download, only the random slug does.
+        assert (await service.client.get(f"/vod/{video['id']}/master.mp4")).status == 404
+        assert (await service.client.get(f"/vod/{video['slug']}/master.mp4")).status == 200
+        by_slug = await service.client.get(f"/videos/{video['slug']}", headers=AUTH)
+        assert (await by_slug.json())["id"] == video["id"]
+    assert videos[0]["slug"] != videos[1]["slug"]
 
 
 async def test_livepeer_asset_gets_size_and_hash_once_saved(service: Service) -> None:
@@ -61,21 +105,33 @@ async def test_livepeer_asset_gets_size_and_hash_once_saved(service: Service) ->
     master = video[0]["renditions"][-1]
     assert asset["size"] == master["size"]
     assert asset["hash"] == [{"hash": master["sha256"], "algorithm": "sha256"}]
-    assert asset["downloadUrl"].endswith(f"/vod/{video[0]['id']}/master.mp4")
+    assert asset["downloadUrl"].endswith(f"/vod/{video[0]['slug']}/master.mp4")
     assert video[0]["clip_id"] == clip["id"]
 
 
 async def test_unknown_videos_are_404_and_deletable(service: Service) -> None:
-    assert (await service.client.get("/videos/" + "f" * 32, headers=AUTH)).status == 404
-    assert (await service.client.get("/videos/../etc", headers=AUTH)).status == 404
+    for missing in ("f" * 32, "1", "0", "-1", "9" * 40, "../etc"):
+        resp = await service.client.get(f"/videos/{missing}", headers=AUTH)
+        assert resp.status == 404, missing
+        assert (
+            await service.client.get(f"/streaming/videos/{missing}", headers=AUTH)
+        ).status == 404
+    assert (await resp.json())["error"] in ("video_not_found", "not_found")
     assert (await service.client.get("/vod/" + "f" * 32 + "/master.mp4")).status == 404
     assert (await service.client.get("/videos/x")).status == 401
+    assert (await service.client.get("/streaming/videos/1")).status == 401
     await _saved_clip(service)
     (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
-    assert (await service.client.get(f"/vod/{video['id']}/media_9_9.mp4")).status == 404
-    assert (await service.client.get(f"/vod/{video['id']}/master.m3u8")).status == 404
-    assert (await service.client.delete(f"/videos/{video['id']}", headers=AUTH)).status == 204
+    assert (await service.client.get(f"/vod/{video['slug']}/media_9_9.mp4")).status == 404
+    assert (await service.client.get(f"/vod/{video['slug']}/master.m3u8")).status == 404
+    deleted = await service.client.delete(f"/streaming/videos/{video['id']}", headers=AUTH)
+    assert deleted.status == 204
     assert (await service.client.get(f"/videos/{video['id']}", headers=AUTH)).status == 404
+    assert (await service.client.get(f"/vod/{video['slug']}/master.mp4")).status == 404
+    (listed,) = await (
+        await service.client.get("/streams/demo/clip_recording", headers=AUTH)
+    ).json()
+    assert listed["video_id"] is None  # the clip's copy is gone
 
 
 async def test_vod_downloads_answer_ranges_and_preconditions_like_clip_mp4s(
@@ -83,7 +139,7 @@ async def test_vod_downloads_answer_ranges_and_preconditions_like_clip_mp4s(
 ) -> None:
     await _saved_clip(service)
     (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
-    path = f"/vod/{video['id']}/master.mp4"
+    path = f"/vod/{video['slug']}/master.mp4"
     full = await service.client.get(path)
     body, etag = await full.read(), full.headers["ETag"]
     assert etag == f'"{video["renditions"][-1]["sha256"][:40]}"'

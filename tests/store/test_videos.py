@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,9 @@ import pytest
 from packager.store.videos import Video, VideoFile, VideoLibrary
 
 
-def _draft(video_id: str = "a" * 32) -> Video:
-    return Video(video_id, "c" * 32, "demo", "goal", 1.0, 2.0, 6.0, spec={"format": "mp4"})
+def _draft(library: VideoLibrary, clip_id: str = "c" * 32) -> Video:
+    video_id, slug = library.reserve()
+    return Video(video_id, slug, clip_id, "demo", "goal", 1.0, 2.0, 6.0, spec={"format": "mp4"})
 
 
 def _info(name: str) -> VideoFile:
@@ -24,7 +27,7 @@ def _pieces(*chunks: bytes) -> Iterator[memoryview]:
 def test_written_video_has_sizes_hashes_and_survives_a_reload(tmp_path: Path) -> None:
     library = VideoLibrary(tmp_path)
     video = library.write(
-        _draft(),
+        _draft(library),
         [
             (_info("media_1_360"), _pieces(b"abc", b"def")),
             (_info("media_2_720"), _pieces(b"x" * 10)),
@@ -37,6 +40,7 @@ def test_written_video_has_sizes_hashes_and_survives_a_reload(tmp_path: Path) ->
     again.load()
     assert again.get(video.id) == video
     assert again.get(video.id).master.rendition == "media_2_720"  # type: ignore[union-attr]
+    assert again.by_slug(video.slug) == video and again.for_clip("c" * 32) == video
 
 
 def test_a_write_that_fails_leaves_nothing_visible(tmp_path: Path) -> None:
@@ -46,28 +50,91 @@ def test_a_write_that_fails_leaves_nothing_visible(tmp_path: Path) -> None:
         yield memoryview(b"partial bytes")
         raise OSError("disk full")
 
+    draft = _draft(library)
     with pytest.raises(OSError, match="disk full"):
-        library.write(_draft(), [(_info("media_1_360"), broken())])
-    assert library.get("a" * 32) is None
-    assert list((tmp_path / "videos").iterdir()) == []
+        library.write(draft, [(_info("media_1_360"), broken())])
+    assert library.get(draft.id) is None and library.by_slug(draft.slug) is None
+    assert [p.name for p in (tmp_path / "videos").iterdir()] == ["next_id"]
 
 
 def test_start_up_sweeps_what_a_crash_left_half_written(tmp_path: Path) -> None:
     library = VideoLibrary(tmp_path)
-    library.write(_draft("b" * 32), [(_info("media_1_360"), _pieces(b"ok"))])
+    kept = library.write(_draft(library), [(_info("media_1_360"), _pieces(b"ok"))])
     crashed = tmp_path / "videos" / f".{'d' * 32}.partial"
     crashed.mkdir()
     (crashed / "media_1_360.mp4").write_bytes(b"half")
     (tmp_path / "videos" / ("e" * 32)).mkdir()  # no video.json: never completed a rename
+    (tmp_path / "videos" / ".next_id.partial").write_text("9")  # a counter write cut short
     reloaded = VideoLibrary(tmp_path)
     reloaded.load()
-    assert list(reloaded.videos) == ["b" * 32]
-    assert not crashed.exists()
+    assert list(reloaded.videos) == [kept.id]
+    assert not crashed.exists() and not (tmp_path / "videos" / ".next_id.partial").exists()
 
 
 def test_delete_removes_files(tmp_path: Path) -> None:
     library = VideoLibrary(tmp_path)
-    video = library.write(_draft(), [(_info("media_1_360"), _pieces(b"ok"))])
+    video = library.write(_draft(library), [(_info("media_1_360"), _pieces(b"ok"))])
     assert library.delete(video.id)
-    assert not (tmp_path / "videos" / video.id).exists()
+    assert not (tmp_path / "videos" / video.slug).exists()
+    assert library.by_slug(video.slug) is None and library.for_clip(video.clip_id) is None
     assert not library.delete(video.id)
+
+
+def test_ids_count_up_and_are_never_reused_across_restarts(tmp_path: Path) -> None:
+    library = VideoLibrary(tmp_path)
+    library.load()
+    first = library.write(_draft(library, "1" * 32), [(_info("media_1_360"), _pieces(b"a"))])
+    second = library.write(_draft(library, "2" * 32), [(_info("media_1_360"), _pieces(b"b"))])
+    assert (first.id, second.id) == (1, 2)
+    assert first.slug != second.slug and len(first.slug) == 32
+    library.delete(second.id)  # the highest id is gone, but the counter remembers it
+    restarted = VideoLibrary(tmp_path)
+    restarted.load()
+    assert restarted.get(1) == first
+    third = restarted.write(_draft(restarted, "3" * 32), [(_info("media_1_360"), _pieces(b"c"))])
+    assert third.id == 3
+
+
+def test_a_lost_counter_continues_after_the_highest_saved_id(tmp_path: Path) -> None:
+    library = VideoLibrary(tmp_path)
+    for n in range(3):
+        library.write(_draft(library, str(n) * 32), [(_info("media_1_360"), _pieces(b"x"))])
+    (tmp_path / "videos" / "next_id").unlink()
+    restarted = VideoLibrary(tmp_path)
+    restarted.load()
+    assert restarted.reserve()[0] == 4
+
+
+def test_a_video_saved_with_a_hex_id_keeps_it_as_its_slug(tmp_path: Path) -> None:
+    """Videos saved before ids were integers: their links (the hex id) go on working."""
+    old = tmp_path / "videos" / ("a" * 32)
+    old.mkdir(parents=True)
+    (old / "media_1_360.mp4").write_bytes(b"old bytes")
+    meta: dict[str, object] = {
+        "id": "a" * 32,
+        "clip_id": "c" * 32,
+        "stream_id": "demo",
+        "name": None,
+        "created_at": 1.0,
+        "start": 2.0,
+        "duration": 6.0,
+        "files": [
+            asdict(
+                VideoFile(
+                    "media_1_360", 9, hashlib.sha256(b"old bytes").hexdigest(), 640, 360, "avc1", 1
+                )
+            )
+        ],
+        "private": False,
+        "spec": {},
+    }
+    (old / "video.json").write_text(json.dumps(meta))
+    library = VideoLibrary(tmp_path)
+    library.load()
+    video = library.by_slug("a" * 32)
+    assert video is not None and video.id == 1
+    assert bytes(library.view(video, "media_1_360")) == b"old bytes"
+    again = VideoLibrary(tmp_path)  # the id it got is written down: the same after a restart
+    again.load()
+    assert again.by_slug("a" * 32) == video
+    assert again.reserve()[0] == 2
