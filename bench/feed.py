@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 
 from bench.servers import Packager
 from packager.demo import DemoFeed, RecordedRendition
-
-
-@dataclass
-class _Recorder:
-    """Stands in for `packager.ingest.Ingest`: keeps what DemoFeed would have ingested."""
-
-    files: list[tuple[str, str, bytes]] = field(default_factory=list)
-
-    def receive(self, stream_id: str, rendition: str, name: str, body: bytes) -> None:
-        self.files.append((rendition, name, body))
 
 
 @dataclass
@@ -51,8 +41,7 @@ class HttpFeed:
         self.base = server.base
         self.headers = {"Authorization": f"Bearer {server.ingest_key}"}
         self.stream_id = stream_id
-        self.recorder = _Recorder()
-        self.feed = DemoFeed(self.recorder, ladder, time.time, stream_id)  # type: ignore[arg-type]
+        self.feed = DemoFeed(None, ladder, time.time, stream_id)
         self.segment_seconds = self.feed.loop_seconds / len(self.feed.durations)
         self.bytes_pushed = 0
 
@@ -70,10 +59,8 @@ class HttpFeed:
 
     async def push(self, k: int, start: float) -> list[str]:
         """Segment `k` of every rendition (init first time), each rendition's files in order."""
-        self.recorder.files.clear()
-        self.feed.push(k, start)
         by_rendition: dict[str, list[tuple[str, bytes]]] = {}
-        for rendition, name, body in self.recorder.files:
+        for rendition, name, body in self.feed.files(k, start):
             by_rendition.setdefault(rendition, []).append((name, body))
 
         async def one(rendition: str, files: list[tuple[str, bytes]]) -> list[str]:

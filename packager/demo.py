@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from packager.clock import Clock
-from packager.ingest import Ingest
 from packager.media.boxwriter import TrackFragment, media_segment
 from packager.media.fragment import parse_segment
 from packager.media.init import parse_init
 from packager.media.model import InitSegment, SegmentMedia, TrackSamples
+from packager.service.ingest import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _fragment(data: bytes, samples: TrackSamples, keep: list[int], dts: int) -> 
 class DemoFeed:
     def __init__(
         self,
-        ingest: Ingest,
+        ingest: Ingest | None,
         ladder: list[RecordedRendition],
         clock: Clock,
         stream_id: str = DEMO_STREAM,
@@ -149,15 +149,16 @@ class DemoFeed:
         loops, i = divmod(k, len(self.durations))
         return origin + loops * self.loop_seconds + sum(self.durations[:i])
 
-    def push(self, k: int, start: float) -> None:
-        """Push segment number `k` of the endless replay, for every rendition; `k` must be the
-        next one (each track goes on from where the last push left it)."""
+    def files(self, k: int, start: float) -> list[tuple[str, str, bytes]]:
+        """What an encoder PUTs for segment number `k` of the endless replay, per rendition:
+        (rendition, file name, body), the init segment first time, then the playlist and the
+        segment. `k` must be the next one: each track goes on from where the last left it."""
         i = k % len(self.durations)
+        out: list[tuple[str, str, bytes]] = []
         for replay in self.replays:
             rendition = replay.rendition
             if self.pushed == 0:  # an encoder starts with its init segment
-                self.ingest.receive(self.stream_id, rendition.name, "init.mp4", rendition.init)
-            data = replay.segment(i, k + 1)
+                out.append((rendition.name, "init.mp4", rendition.init))
             name = f"live{k}.m4s"
             playlist = (
                 "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n"
@@ -165,9 +166,16 @@ class DemoFeed:
                 f"#EXTINF:{self.durations[i]:.6f},\n"
                 f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(start)}\n{name}\n"
             )
-            self.ingest.receive(self.stream_id, rendition.name, "index.m3u8", playlist.encode())
-            self.ingest.receive(self.stream_id, rendition.name, name, data)
+            out.append((rendition.name, "index.m3u8", playlist.encode()))
+            out.append((rendition.name, name, replay.segment(i, k + 1)))
         self.pushed += 1
+        return out
+
+    async def push(self, k: int, start: float) -> None:
+        """Push segment number `k` of the endless replay through the ingest."""
+        assert self.ingest is not None, "a feed without an ingest only makes files"
+        for rendition, name, body in self.files(k, start):
+            await self.ingest.receive(self.stream_id, rendition, name, body)
 
     async def run(self, backfill_seconds: float = 30.0) -> None:
         """Fill the DVR with `backfill_seconds` of the past at once, then go on in real time."""
@@ -176,7 +184,7 @@ class DemoFeed:
             self.durations[k % len(self.durations)] for k in range(backfill)
         )
         for k in range(backfill):
-            self.push(k, self.segment_start(k, origin))
+            await self.push(k, self.segment_start(k, origin))
         log.info("demo stream %r: %d s in the DVR, live from now", self.stream_id, backfill_seconds)
         k = backfill
         while True:
@@ -185,7 +193,7 @@ class DemoFeed:
             # An encoder sends a segment once it has all of it: at its end.
             await asyncio.sleep(max(0.0, start + duration - self.clock()))
             try:
-                self.push(k, start)
+                await self.push(k, start)
             except Exception:
                 log.exception("demo feed failed to push segment %d", k)
             k += 1

@@ -1,17 +1,21 @@
-"""Shared test fixtures: the committed ladder, a manual clock, a store fed like a live encoder."""
+"""Shared test fixtures: the committed ladder, a manual clock, services fed like a live encoder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 
 from packager.clock import ManualClock
+from packager.config import Config
 from packager.demo import DemoFeed, RecordedRendition, load_ladder
-from packager.ingest import Ingest
-from packager.store.store import Limits, Store
+from packager.service.clips import ClipService
+from packager.service.compose import Services, build_services
+from packager.store.base import Limits, Store
+from packager.store.memory import MemoryStore
 
 LADDER_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "ladder"
 T0 = 1_800_000_000.0  # a fixed "now" for tests with a manual clock
@@ -33,28 +37,81 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
-def feed_past(feed: DemoFeed, clock: ManualClock, count: int) -> float:
+async def feed_past(feed: DemoFeed, clock: ManualClock, count: int) -> float:
     """Push `count` replay segments that all ended by now; returns the first one's start."""
     origin = clock() - sum(feed.durations[k % len(feed.durations)] for k in range(count))
     for k in range(count):
-        feed.push(k, feed.segment_start(k, origin))
+        await feed.push(k, feed.segment_start(k, origin))
     return origin
 
 
+MakeStore = Callable[..., Store]
+
+
 @pytest.fixture
-def make_store(clock: ManualClock) -> Callable[..., Store]:
-    def make(budget: int = 1 << 30, dvr: float = 3600.0, **limits: float) -> Store:
-        return Store(clock, budget, dvr, Limits(**limits))  # type: ignore[arg-type]
+def make_store(clock: ManualClock) -> MakeStore:
+    """A new, empty store of the backend under test, with the given budget and limits."""
+
+    def make(budget: int = 1 << 30, **limits: float) -> Store:
+        return MemoryStore(clock, budget, Limits(**limits))  # type: ignore[arg-type]
+
+    return make
+
+
+@dataclass
+class Fed:
+    """The services over a store, and the demo feed that filled stream 'demo'."""
+
+    services: Services
+    feed: DemoFeed
+    origin: float  # start of the first fed segment
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def clips(self) -> ClipService:
+        return self.services.clips
+
+    async def push(self, k: int) -> None:
+        await self.feed.push(k, self.feed.segment_start(k, self.origin))
+
+
+MakeFed = Callable[..., Awaitable[Fed]]
+
+
+@pytest.fixture
+def make_fed(
+    make_store: MakeStore,
+    ladder: list[RecordedRendition],
+    clock: ManualClock,
+    tmp_path: Path,
+) -> MakeFed:
+    """Services whose stream 'demo' holds `segments` replayed segments ending now."""
+
+    async def make(
+        segments: int = 15, dvr: float = 3600.0, budget: int = 1 << 30, **limits: float
+    ) -> Fed:
+        store = make_store(budget, **limits)
+        config = Config(
+            api_keys=("test-key",), memory_budget=budget, data_dir=tmp_path, dvr_duration=dvr
+        )
+        services = build_services(config, clock, store)
+        feed = DemoFeed(services.ingest, ladder, clock)
+        origin = await feed_past(feed, clock, segments) if segments else clock()
+        return Fed(services, feed, origin)
 
     return make
 
 
 @pytest.fixture
-def fed_store(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
-) -> tuple[Store, DemoFeed, float]:
-    """A store whose stream 'demo' holds 30 s (15 segments) of the ladder, ending now."""
-    store = make_store()
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    origin = feed_past(feed, clock, 15)
-    return store, feed, origin
+async def fed(make_fed: MakeFed) -> Fed:
+    """Stream 'demo' holding 30 s (15 segments) of the ladder, ending now."""
+    return await make_fed()
+
+
+@pytest.fixture(scope="session")
+def ladder_bytes(ladder: list[RecordedRendition]) -> int:
+    """Bytes of one 12 s loop of the whole ladder: a budget for about 6 segments a rendition."""
+    return sum(len(s) for r in ladder for s in r.segments)

@@ -8,11 +8,12 @@ import re
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -20,7 +21,11 @@ from packager.media.fragment import parse_segment
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
 from packager.media.rewrite import shift_decode_times
+from packager.store.base import Store
+from packager.store.model import ClipRendition
 from packager.store.segment import Segment, Timing
+
+T = TypeVar("T")
 
 LADDER_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "ladder"
 SEGMENTS_PER_RENDITION = 6
@@ -66,6 +71,26 @@ def fixture_segments(
                 duration=main.duration / init.main.timescale,
                 discontinuity=prev is not None
                 and prev.main.end_decode_time != main.base_decode_time,
+                timing=Timing.CONTINUED,
+            )
+        )
+    return out
+
+
+async def stored_segments(store: Store, cr: ClipRendition) -> list[Segment]:
+    """A clip rendition's segments as the MP4 builder takes them, read back from a store."""
+    out = []
+    for seq, ref in enumerate(cr.segments):
+        out.append(
+            Segment(
+                seq=seq,
+                name=ref.name,
+                data=await store.segment_data(ref.key),
+                init=await store.init(ref.init_id),
+                media=await store.segment_media(ref.key),
+                start=ref.start,
+                duration=ref.duration,
+                discontinuity=ref.discontinuity,
                 timing=Timing.CONTINUED,
             )
         )
@@ -386,3 +411,7 @@ class ServerThread:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's own loop (feeding, cutting) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(120)

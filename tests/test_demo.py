@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from packager.clock import ManualClock
-from packager.demo import DemoFeed, RecordedRendition
-from packager.ingest import Ingest
+from packager.demo import RecordedRendition
 from packager.media.fragment import parse_segment
-from packager.store.store import Store
-from tests.conftest import feed_past
+from tests.conftest import MakeFed
 
 HALF_AAC_FRAME = Fraction(512, 48000)
 
 
-def test_every_track_goes_on_exactly_where_it_ended_across_loops(
-    ladder: list[RecordedRendition], clock: ManualClock
+async def test_every_track_goes_on_exactly_where_it_ended_across_loops(
+    ladder: list[RecordedRendition], make_fed: MakeFed
 ) -> None:
-    store = Store(clock, 1 << 30, 3600.0)
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    feed_past(feed, clock, 40)  # six loop points
-    for recorded, rendition in zip(ladder, store.stream("demo").renditions.values(), strict=True):
+    fed = await make_fed(segments=40)  # six loop points
+    for recorded in ladder:
         init = recorded.parsed_init
+        refs = await fed.store.dvr_segments("demo", recorded.name)
         originals = [parse_segment(s, init) for s in recorded.segments]
         recorded_data = recorded.segments
         ends: dict[int, int] = {}
-        for k, seg in enumerate(rendition.segments):
-            video, audio = seg.media.tracks
+        for k, ref in enumerate(refs):
+            data = await fed.store.segment_data(ref.key)
+            video, audio = (await fed.store.segment_media(ref.key)).tracks
             for samples in (video, audio):
                 if samples.track_id in ends:
                     assert samples.base_decode_time == ends[samples.track_id], (k, samples.track_id)
@@ -35,7 +32,7 @@ def test_every_track_goes_on_exactly_where_it_ended_across_loops(
             # frame (the feed drops or repeats a frame at a loop point to stay there).
             rv, ra = originals[k % len(originals)].tracks
             source = recorded_data[k % len(originals)]
-            first = bytes(seg.data[audio.offsets[0] : audio.offsets[0] + audio.sizes[0]])
+            first = bytes(data[audio.offsets[0] : audio.offsets[0] + audio.sizes[0]])
             j = next(
                 j for j in range(3) if source[ra.offsets[j] : ra.offsets[j] + ra.sizes[j]] == first
             )

@@ -8,9 +8,9 @@ import pytest
 from packager.clock import ManualClock
 from packager.demo import RecordedRendition
 from packager.errors import BadMedia
-from packager.ingest import Ingest, NoInitSegment, Received
-from packager.store.segment import Timing
-from packager.store.store import Store
+from packager.service.ingest import Ingest, NoInitSegment, Received
+from packager.store.base import Store
+from packager.store.model import Timing
 
 PDT = 1_799_999_900.0  # ffmpeg's playlist: 2027-01-15T08:38:20.000Z, 100 s before T0
 
@@ -34,98 +34,103 @@ def playlist(names: list[str], start: float = PDT, discontinuity_at: int = -1) -
 
 @pytest.fixture
 def ingest(make_store: Callable[..., Store]) -> Ingest:
-    return Ingest(make_store())
+    return Ingest(make_store(), 3600.0)
 
 
-def test_playlist_after_segment_gives_it_the_encoders_clock(
+async def test_playlist_after_segment_gives_it_the_encoders_clock(
     ingest: Ingest, ladder: list[RecordedRendition]
 ) -> None:
     r = ladder[0]
-    assert ingest.receive("s", "0", "init_0.mp4", r.init).kind is Received.INIT
+    assert (await ingest.receive("s", "0", "init_0.mp4", r.init)).kind is Received.INIT
     names: list[str] = []
     for k in range(3):
         names.append(f"index{k}.m4s")
-        assert ingest.receive("s", "0", names[-1], r.segments[k]).kind is Received.SEGMENT
-        assert ingest.receive("s", "0", "index.m3u8", playlist(names)).kind is Received.PLAYLIST
-    segs = list(ingest.store.stream("s").renditions["0"].segments)
+        assert (await ingest.receive("s", "0", names[-1], r.segments[k])).kind is Received.SEGMENT
+        assert (
+            await ingest.receive("s", "0", "index.m3u8", playlist(names))
+        ).kind is Received.PLAYLIST
+    segs = await ingest.store.dvr_segments("s", "0")
     assert [s.start for s in segs] == pytest.approx([PDT, PDT + 2, PDT + 4])
     assert all(s.timing is Timing.PDT for s in segs)
     assert not any(s.discontinuity for s in segs)
 
 
-def test_playlist_before_segment_works_the_same(
+async def test_playlist_before_segment_works_the_same(
     ingest: Ingest, ladder: list[RecordedRendition]
 ) -> None:
     r = ladder[1]
-    ingest.receive("s", "1", "init_1.mp4", r.init)
+    await ingest.receive("s", "1", "init_1.mp4", r.init)
     names = [f"index{k}.m4s" for k in range(3)]
     for k in range(3):
-        ingest.receive("s", "1", "index.m3u8", playlist(names[: k + 1]))
-        ingest.receive("s", "1", names[k], r.segments[k])
-    segs = list(ingest.store.stream("s").renditions["1"].segments)
+        await ingest.receive("s", "1", "index.m3u8", playlist(names[: k + 1]))
+        await ingest.receive("s", "1", names[k], r.segments[k])
+    segs = await ingest.store.dvr_segments("s", "1")
     assert [s.start for s in segs] == pytest.approx([PDT, PDT + 2, PDT + 4])
 
 
-def test_without_playlist_arrival_time_and_continuity_time_segments(
+async def test_without_playlist_arrival_time_and_continuity_time_segments(
     ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
 ) -> None:
     r = ladder[0]
-    ingest.receive("s", "0", "init.mp4", r.init)
-    ingest.receive("s", "0", "a.m4s", r.segments[0])
+    await ingest.receive("s", "0", "init.mp4", r.init)
+    await ingest.receive("s", "0", "a.m4s", r.segments[0])
     clock.advance(1.7)  # jitter: the next one is placed by media time, not arrival
-    ingest.receive("s", "0", "b.m4s", r.segments[1])
-    first, second = ingest.store.stream("s").renditions["0"].segments
+    await ingest.receive("s", "0", "b.m4s", r.segments[1])
+    first, second = await ingest.store.dvr_segments("s", "0")
     assert first.timing is Timing.ARRIVAL and first.start == pytest.approx(clock() - 1.7 - 2)
     assert second.timing is Timing.CONTINUED and second.start == pytest.approx(first.end)
 
 
-def test_encoder_restart_marks_a_discontinuity(
+async def test_encoder_restart_marks_a_discontinuity(
     ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
 ) -> None:
     r = ladder[0]
-    ingest.receive("s", "0", "init_0.mp4", r.init)
-    ingest.receive("s", "0", "index0.m4s", r.segments[0])
-    ingest.receive("s", "0", "index1.m4s", r.segments[1])
+    await ingest.receive("s", "0", "init_0.mp4", r.init)
+    await ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    await ingest.receive("s", "0", "index1.m4s", r.segments[1])
     clock.advance(30)
-    ingest.receive("s", "0", "init_0.mp4", r.init)  # restarted: same init, tfdt from 0 again
-    ingest.receive("s", "0", "index0.m4s", r.segments[0])
-    segs = list(ingest.store.stream("s").renditions["0"].segments)
+    await ingest.receive("s", "0", "init_0.mp4", r.init)  # restarted: same init, tfdt from 0 again
+    await ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    segs = await ingest.store.dvr_segments("s", "0")
     assert [s.discontinuity for s in segs] == [False, False, True]
     assert segs[2].start > segs[1].end
 
 
-def test_retried_put_of_the_same_segment_is_stored_once(
+async def test_retried_put_of_the_same_segment_is_stored_once(
     ingest: Ingest, ladder: list[RecordedRendition]
 ) -> None:
     r = ladder[0]
-    ingest.receive("s", "0", "init_0.mp4", r.init)
-    ingest.receive("s", "0", "index0.m4s", r.segments[0])
-    assert ingest.receive("s", "0", "index0.m4s", r.segments[0]).kind is Received.DUPLICATE
-    assert len(ingest.store.stream("s").renditions["0"].segments) == 1
+    await ingest.receive("s", "0", "init_0.mp4", r.init)
+    await ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    assert (await ingest.receive("s", "0", "index0.m4s", r.segments[0])).kind is Received.DUPLICATE
+    assert len(await ingest.store.dvr_segments("s", "0")) == 1
 
 
-def test_segment_before_init_is_refused(ingest: Ingest, ladder: list[RecordedRendition]) -> None:
+async def test_segment_before_init_is_refused(
+    ingest: Ingest, ladder: list[RecordedRendition]
+) -> None:
     with pytest.raises(NoInitSegment):
-        ingest.receive("s", "0", "index0.m4s", ladder[0].segments[0])
+        await ingest.receive("s", "0", "index0.m4s", ladder[0].segments[0])
 
 
 @pytest.mark.parametrize(
     "body", [b"", b"hello world", b"\x00\x00\x00\x08free", b"#EXTM3U\n" + b"\xff" * 3]
 )
-def test_bad_media_is_refused_and_nothing_stored(
+async def test_bad_media_is_refused_and_nothing_stored(
     ingest: Ingest, ladder: list[RecordedRendition], body: bytes
 ) -> None:
     r = ladder[0]
-    ingest.receive("s", "0", "init_0.mp4", r.init)
-    ingest.receive("s", "0", "index0.m4s", r.segments[0])
-    before = ingest.store.stats()
+    await ingest.receive("s", "0", "init_0.mp4", r.init)
+    await ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    before = await ingest.store.stats()
     with pytest.raises(BadMedia):
         name = "index.m3u8" if body.startswith(b"#EXTM3U") else "index1.m4s"
-        ingest.receive("s", "0", name, body)
+        await ingest.receive("s", "0", name, body)
     with pytest.raises(BadMedia):
-        ingest.receive("s", "0", "index1.m4s", r.segments[1][: len(r.segments[1]) // 2])
-    assert ingest.store.stats() == before
-    assert ingest.store.stream("s").renditions["0"].init is not None
+        await ingest.receive("s", "0", "index1.m4s", r.segments[1][: len(r.segments[1]) // 2])
+    assert await ingest.store.stats() == before
+    state = await ingest.store.rendition("s", "0")
+    assert state is not None and state.init_id is not None
 
 
 @pytest.mark.parametrize("pdt_every_segment", [True, False])
@@ -134,7 +139,7 @@ def test_long_event_playlist_reads_its_recent_entries_like_a_full_parse(
 ) -> None:
     import m3u8
 
-    from packager.ingest import TAIL_ENTRIES, parse_playlist
+    from packager.service.ingest import TAIL_ENTRIES, parse_playlist
 
     names = [f"index{k}.m4s" for k in range(300)]
     text = playlist(names, discontinuity_at=290).decode()
@@ -156,14 +161,14 @@ def test_long_event_playlist_reads_its_recent_entries_like_a_full_parse(
     assert entries["index299.m4s"].program_date_time == pytest.approx(PDT + 598)
 
 
-def test_a_program_date_time_days_away_is_not_trusted(
+async def test_a_program_date_time_days_away_is_not_trusted(
     ingest: Ingest, ladder: list[RecordedRendition], clock: ManualClock
 ) -> None:
     r = ladder[0]
-    ingest.receive("s", "0", "init_0.mp4", r.init)
+    await ingest.receive("s", "0", "init_0.mp4", r.init)
     far = playlist(["index0.m4s"], start=clock() + 30 * 86400)
-    ingest.receive("s", "0", "index.m3u8", far)
-    ingest.receive("s", "0", "index0.m4s", r.segments[0])
-    (seg,) = ingest.store.stream("s").renditions["0"].segments
+    await ingest.receive("s", "0", "index.m3u8", far)
+    await ingest.receive("s", "0", "index0.m4s", r.segments[0])
+    (seg,) = await ingest.store.dvr_segments("s", "0")
     assert seg.timing is Timing.ARRIVAL
     assert seg.start == pytest.approx(clock() - 2)

@@ -19,16 +19,14 @@ from packager.errors import InvalidField
 from packager.http import signing
 from packager.http.auth import require_api_key
 from packager.http.jsonio import boolean, json_response, number, read_json_object, string
-from packager.http.keys import CONFIG, STORE
+from packager.http.keys import CONFIG, SERVICES
 from packager.package import names
-from packager.store.clips import Clip
-from packager.store.dvr import Stream
-from packager.store.videos import VideoLibrary
+from packager.store.model import Clip, RenditionInfo, StreamInfo
 
 routes = web.RouteTableDef()
 
 GCORE_PREFIX = "/streaming"
-VIDEOS = web.AppKey("videos", VideoLibrary)
+LIVE_WITHIN = 30.0  # seconds since the last segment for a stream to count as live
 
 H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 
@@ -79,33 +77,40 @@ def authorize(request: web.Request) -> None:
     require_api_key(request, request.app[CONFIG].api_keys)
 
 
-def stream_view(stream: Stream, request: web.Request) -> dict[str, Any]:
-    ladder = stream.ladder()
-    now = request.app[STORE].clock()
-    last_end = stream.dvr_end
+def stream_view(
+    stream: StreamInfo, ladder: list[RenditionInfo], request: web.Request
+) -> dict[str, Any]:
+    now = request.app[SERVICES].clock()
+    dvr_start = min((r.start for r in ladder), default=None)
+    dvr_end = max((r.end for r in ladder), default=None)
     return {
         "id": stream.id,
         "name": stream.name,
         "dvr_duration": stream.dvr_duration,
         "created_at": iso(stream.created_at),
-        "live": last_end is not None and now - last_end < 3 * 10.0,
+        "live": dvr_end is not None and now - dvr_end < LIVE_WITHIN,
         "dvr": {
-            "start": round(stream.dvr_start, 3) if stream.dvr_start is not None else None,
-            "end": round(last_end, 3) if last_end is not None else None,
+            "start": round(dvr_start, 3) if dvr_start is not None else None,
+            "end": round(dvr_end, 3) if dvr_end is not None else None,
         },
         "renditions": [
             {
                 "name": f"media_{n}_{r.height}",
                 "ingest_name": r.name,
-                "width": r.init.video.width if r.init and r.init.video else None,
+                "width": r.width or None,
                 "height": r.height,
-                "codecs": r.init.codecs if r.init else None,
-                "bandwidth": round(r.bitrate()),
-                "segments": len(r.segments),
+                "codecs": r.codecs,
+                "bandwidth": round(r.bitrate),
+                "segments": r.segments,
             }
             for n, r in enumerate(ladder, start=1)
         ],
     }
+
+
+async def stream_json(stream: StreamInfo, request: web.Request) -> dict[str, Any]:
+    ladder = await request.app[SERVICES].store.ladder(stream.id)
+    return stream_view(stream, ladder, request)
 
 
 def clip_resource(clip: Clip) -> str:
@@ -123,7 +128,10 @@ def clip_link(clip: Clip, request: web.Request, file: str) -> str:
 
 
 def saved_video_id(clip: Clip, request: web.Request) -> int | None:
-    video = request.app[VIDEOS].for_clip(clip.id)
+    """The clip's durable copy, while it exists (a deleted video is no one's)."""
+    videos = request.app[SERVICES].videos
+    video = videos.get(clip.video_id) if clip.video_id is not None else None
+    video = video or videos.for_clip(clip.id)
     return video.id if video is not None else None
 
 
@@ -145,11 +153,13 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "private": clip.private,
         "video_id": saved_video_id(clip, request),
         "complete": clip.complete,
-        "note": clip.completion_note,
+        "state": clip.state.value,
+        "note": clip.note,
+        "vod_error": clip.vod_error,
     }
 
 
-def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
+async def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
     """The new stream's id: as given (Gcore's ids are integers, so a number is taken too);
     if none, a Gcore client (on `/streaming/`) gets the next free integer, since its SDK
     reads `id` as one, and others get the store's random one."""
@@ -160,7 +170,8 @@ def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
         return str(given)
     stream_id = string(body, "id", max_len=64)
     if stream_id is None and request.path.startswith(GCORE_PREFIX + "/"):
-        taken = (int(s) for s in request.app[STORE].streams if s.isdigit() and len(s) < 19)
+        streams = await request.app[SERVICES].store.streams()
+        taken = (int(s.id) for s in streams if s.id.isdigit() and len(s.id) < 19)
         return str(max(taken, default=0) + 1)
     return stream_id
 
@@ -169,26 +180,26 @@ def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
 async def create_stream(request: web.Request) -> web.Response:
     authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
-    stream = request.app[STORE].create_stream(
-        _stream_id(body, request),
+    stream = await request.app[SERVICES].clips.create_stream(
+        await _stream_id(body, request),
         string(body, "name") or "",
         number(body, "dvr_duration"),
     )
-    return json_response(stream_view(stream, request), status=201)
+    return json_response(await stream_json(stream, request), status=201)
 
 
 @gcore_route(routes, "GET", "/streams")
 async def list_streams(request: web.Request) -> web.Response:
     authorize(request)
-    store = request.app[STORE]
-    return json_response([stream_view(s, request) for s in store.streams.values()])
+    streams = await request.app[SERVICES].store.streams()
+    return json_response([await stream_json(s, request) for s in streams])
 
 
 @gcore_route(routes, "GET", "/streams/{stream_id}")
 async def get_stream(request: web.Request) -> web.Response:
     authorize(request)
-    stream = request.app[STORE].stream(request.match_info["stream_id"])
-    return json_response(stream_view(stream, request))
+    stream = await request.app[SERVICES].store.stream(request.match_info["stream_id"])
+    return json_response(await stream_json(stream, request))
 
 
 @gcore_route(routes, "POST", "/streams/{stream_id}/clip_recording")
@@ -202,7 +213,7 @@ async def create_clip(request: web.Request) -> web.Response:
     if private and request.app[CONFIG].playback_secret is None:
         raise InvalidField("private", "needs a playback secret (--playback-secret)")
     expiration = number(body, "expiration")
-    clip = request.app[STORE].create_clip(
+    clip = await request.app[SERVICES].clips.create_clip(
         request.match_info["stream_id"],
         duration=duration,
         start=number(body, "start"),
@@ -217,7 +228,7 @@ async def create_clip(request: web.Request) -> web.Response:
 @gcore_route(routes, "GET", "/streams/{stream_id}/clip_recording")
 async def list_clips(request: web.Request) -> web.Response:
     authorize(request)
-    clips = request.app[STORE].list_clips(request.match_info["stream_id"])
+    clips = await request.app[SERVICES].clips.clips(request.match_info["stream_id"])
     return json_response([clip_view(c, request) for c in clips])
 
 
@@ -225,7 +236,7 @@ async def list_clips(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     """Memory held by the DVR and by clips against the budget, and counts."""
     authorize(request)
-    s = request.app[STORE].stats()
+    s = await request.app[SERVICES].store.stats()
     return json_response(
         {
             "memory": {

@@ -9,10 +9,10 @@ from aiohttp import web
 from packager.errors import NotFound, PackagerError
 from packager.http.auth import require_ingest_key
 from packager.http.jsonio import json_response, read_limited
-from packager.http.keys import CONFIG, INGEST
+from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import METRICS
-from packager.ingest import Received
-from packager.store.store import STREAM_ID
+from packager.service.clips import STREAM_ID
+from packager.service.ingest import Received
 
 routes = web.RouteTableDef()
 
@@ -43,7 +43,7 @@ async def receive(request: web.Request) -> web.Response:
     body = await read_limited(request, config.max_segment_bytes)
     metrics = request.app[METRICS]
     try:
-        result = request.app[INGEST].receive(stream_id, rendition, file, body)
+        result = await request.app[SERVICES].ingest.receive(stream_id, rendition, file, body)
     except PackagerError:
         metrics.ingest.labels("rejected").inc()
         raise

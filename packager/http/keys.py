@@ -5,9 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from packager.config import Config
-from packager.ingest import Ingest
-from packager.store.store import Store
+from packager.service.compose import Services
 
 CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", Store)
-INGEST = web.AppKey("ingest", Ingest)
+SERVICES = web.AppKey("services", Services)

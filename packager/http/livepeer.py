@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from packager.errors import InvalidField
-from packager.http.api import VIDEOS, H, authorize, clip_link, route_at
+from packager.http.api import H, authorize, clip_link, route_at
 from packager.http.jsonio import json_response, number, read_json_object, string
-from packager.http.keys import CONFIG, STORE
+from packager.http.keys import CONFIG, SERVICES
 from packager.http.videos import video_url
 from packager.package import names
 from packager.package.spec import video_spec
-from packager.store.clips import Clip
+from packager.store.model import Clip, ClipState
 
 routes = web.RouteTableDef()
 
@@ -33,15 +33,17 @@ def livepeer_route(method: str, *paths: str) -> Callable[[H], H]:
     return route_at(routes, method, *paths, *(LIVEPEER_PREFIX + path for path in paths))
 
 
-def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
+async def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
     """One clip as Livepeer's Asset: the highest rendition describes the video."""
-    video = request.app[VIDEOS].for_clip(clip.id)
+    services = request.app[SERVICES]
+    video = services.videos.for_clip(clip.id)
     ready = clip.complete and (not clip.vod_required or video is not None)
     updated = clip.completed_at if clip.completed_at is not None else clip.created_at
     status: dict[str, Any] = {"phase": "ready" if ready else "uploading"}
-    if clip.vod_error:
-        status = {"phase": "failed", "errorMessage": clip.vod_error}
+    if clip.state is ClipState.FAILED:
+        status = {"phase": "failed", "errorMessage": clip.vod_error or "saving the VOD failed"}
     status["updatedAt"] = round(updated * 1000)
+    init = await services.store.init(clip.reference.first_init)
     asset: dict[str, Any] = {
         "id": clip.id,
         "playbackId": clip.id,
@@ -52,7 +54,7 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "downloadUrl": clip_link(clip, request, names.mp4(clip.id)),
         "createdAt": round(clip.created_at * 1000),
         "status": status,
-        "videoSpec": video_spec(clip.reference, clip.duration),
+        "videoSpec": video_spec(clip.reference, init, clip.duration),
     }
     if video is not None:
         # The durable copy: its size and hash, and a download that outlives the clip.
@@ -65,8 +67,8 @@ def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
 @livepeer_route("GET", "/stream/{stream_id}/clips", "/streams/{stream_id}/clips")
 async def list_assets(request: web.Request) -> web.Response:
     authorize(request)
-    clips = request.app[STORE].list_clips(request.match_info["stream_id"])
-    return json_response([asset_view(c, request) for c in clips])
+    clips = await request.app[SERVICES].clips.clips(request.match_info["stream_id"])
+    return json_response([await asset_view(c, request) for c in clips])
 
 
 @livepeer_route("POST", "/clip")
@@ -82,12 +84,12 @@ async def create_clip(request: web.Request) -> web.Response:
     assert start_ms is not None and end_ms is not None
     if end_ms <= start_ms:
         raise InvalidField("endTime", "must be after startTime")
-    clip = request.app[STORE].create_clip(
+    clip = await request.app[SERVICES].clips.create_clip(
         stream_id,
         duration=(end_ms - start_ms) / 1000,
         start=start_ms / 1000,
         name=string(body, "name"),
     )
-    asset = asset_view(clip, request)
+    asset = await asset_view(clip, request)
     # 200, not 201: Livepeer's API answers 200 and its SDK takes nothing else.
     return json_response({"task": {"id": f"task-{clip.id}"}, "asset": asset})

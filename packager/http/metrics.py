@@ -11,20 +11,24 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from packager.http.errors import Handler
-from packager.store.store import Store
+from packager.http.keys import SERVICES
+from packager.store.model import StoreStats
 
 # A handler may name its route more precisely (e.g. the playback file kind).
 ROUTE_KEY = web.RequestKey("metrics_route", str)
 
 
 class StoreCollector(Collector):
-    """Reads the store's own counters, so the numbers have one source of truth."""
+    """The store's own counters (one source of truth), as read just before each scrape: the
+    store answers asynchronously and a collector cannot wait."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self) -> None:
+        self.stats: StoreStats | None = None
 
     def collect(self) -> Iterator[Metric]:
-        s = self.store.stats()
+        s = self.stats
+        if s is None:
+            return
         held = GaugeMetricFamily(
             "packager_memory_bytes", "Media bytes held, by holder", labels=["holder"]
         )
@@ -50,7 +54,7 @@ class StoreCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, store: Store) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "packager_http_requests",
@@ -86,9 +90,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
-        self.registry.register(StoreCollector(store))
+        self.store = StoreCollector()
+        self.registry.register(self.store)
 
-    def render(self) -> bytes:
+    def render(self, stats: StoreStats) -> bytes:
+        self.store.stats = stats
         return generate_latest(self.registry)
 
 
@@ -117,7 +123,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    body = request.app[METRICS].render(await request.app[SERVICES].store.stats())
     return web.Response(
         body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )

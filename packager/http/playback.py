@@ -2,76 +2,47 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
 from packager.errors import ClipNotFound
 from packager.http import caching, mp4, signing
 from packager.http.api import clip_resource
-from packager.http.keys import CONFIG, STORE
+from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import ROUTE_KEY
-from packager.package import hls, names
+from packager.package import names
 from packager.package.names import Kind, PlaybackName
-from packager.store.clips import Clip, ClipRendition
+from packager.service.playlists import rendition_of
+from packager.store.model import Clip
 
 routes = web.RouteTableDef()
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
-def _resolve(request: web.Request) -> tuple[Clip, PlaybackName, str]:
+async def _resolve(request: web.Request) -> tuple[Clip, PlaybackName, str]:
     """The clip, which file of it, and (private clips) the verified signed query."""
     stream_id = request.match_info["stream_id"]
     parsed = names.parse(request.match_info["name"])
     if parsed is None:
         raise ClipNotFound(f"no such playback file {request.match_info['name']!r}")
     request[ROUTE_KEY] = f"/rec/{{stream_id}}/{{{parsed.kind.value}}}"
-    store = request.app[STORE]
-    clip = store.clip(stream_id, parsed.clip_id)
+    services = request.app[SERVICES]
+    clip = await services.store.clip(stream_id, parsed.clip_id)
     query = ""
     if clip.private:
         secret = request.app[CONFIG].playback_secret
-        query, _ = signing.verify(request, secret, clip_resource(clip), store.clock())
+        query, _ = signing.verify(request, secret, clip_resource(clip), services.clock())
     return clip, parsed, query
 
 
-def _rendition(clip: Clip, name: PlaybackName) -> ClipRendition:
-    if name.rendition is None:
-        return clip.reference
-    cr = clip.rendition(name.rendition)
-    if cr is None:
-        raise ClipNotFound(f"clip {clip.id} has no rendition {name.rendition!r}")
-    return cr
-
-
 def _headers(request: web.Request, clip: Clip, immutable: bool) -> dict[str, str]:
-    return caching.cache_headers(request.app[STORE].clock(), clip.expiration, immutable)
+    return caching.cache_headers(request.app[SERVICES].clock(), clip.expiration, immutable)
 
 
-RENDERED_PER_CLIP = 16  # bounds the variety of signed queries a private clip may cache
-
-
-def _render(clip: Clip, name: PlaybackName, query: str) -> tuple[bytes, str]:
-    """A playlist's bytes and ETag. A complete clip's can no longer change: they are kept on
-    the clip, so a CDN's misses and revalidations cost a lookup, not a rendering."""
-    key = (name.rendition or "master", query)
-    cached = clip.rendered.get(key)
-    if cached is not None:
-        return cached
-    if name.rendition is None:
-        text = hls.master_playlist(clip, query)
-    else:
-        text = hls.media_playlist(clip, _rendition(clip, name), query)
-    body = text.encode()
-    rendered = body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-    if clip.complete and len(clip.rendered) < RENDERED_PER_CLIP:
-        clip.rendered[key] = rendered
-    return rendered
-
-
-def _playlist(request: web.Request, clip: Clip, name: PlaybackName, query: str) -> web.Response:
-    body, etag = _render(clip, name, query)
+async def _playlist(
+    request: web.Request, clip: Clip, name: PlaybackName, query: str
+) -> web.Response:
+    body, etag = await request.app[SERVICES].playlists.render(clip, name.rendition, query)
     headers = _headers(request, clip, immutable=clip.complete)
     # A growing playlist changes within a second: only the ETag may validate it.
     modified = clip.completed_at if clip.complete else None
@@ -93,20 +64,24 @@ def _media(
 
 @routes.get("/rec/{stream_id}/{name}")
 async def playback(request: web.Request) -> web.StreamResponse:
-    clip, name, query = _resolve(request)
+    clip, name, query = await _resolve(request)
     if name.kind is Kind.PLAYLIST:
-        return _playlist(request, clip, name, query)
-    cr = _rendition(clip, name)
+        return await _playlist(request, clip, name, query)
+    cr = rendition_of(clip, name.rendition)
+    store = request.app[SERVICES].store
     if name.kind is Kind.INIT:
-        if name.index >= len(cr.inits):
+        inits = cr.inits
+        if name.index >= len(inits):
             raise ClipNotFound(f"no init segment {name.index} in {cr.name}")
+        init = await store.init(inits[name.index])
         tag = f"{cr.name}-init{name.index}"
-        return _media(request, clip, cr.inits[name.index].data, "video/mp4", tag)
+        return _media(request, clip, init.data, "video/mp4", tag)
     if name.kind is Kind.SEGMENT:
         if name.index >= len(cr.segments):
             raise ClipNotFound(f"no segment {name.index} in {cr.name}")
+        data = await store.segment_data(cr.segments[name.index].key)
         tag = f"{cr.name}-seg{name.index}"
-        return _media(request, clip, cr.segments[name.index].data, "video/iso.segment", tag)
+        return _media(request, clip, data, "video/iso.segment", tag)
     return await mp4.serve(request, clip, cr)
 
 

@@ -9,27 +9,22 @@ slug, not the id, is the capability.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from array import array
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from packager.errors import VideoNotFound
 from packager.http import caching, signing
-from packager.http.api import VIDEOS, base_url, gcore_route, iso, precise
+from packager.http.api import base_url, gcore_route, iso, precise
 from packager.http.auth import require_api_key
 from packager.http.jsonio import json_response
-from packager.http.keys import CONFIG, STORE
-from packager.http.mp4 import MP4_FILES, Mp4File, Mp4Files, send_file
+from packager.http.keys import CONFIG, SERVICES
+from packager.http.mp4 import send_file
 from packager.package.mp4 import Mp4Layout
-from packager.package.spec import video_spec
-from packager.store.clips import Clip
-from packager.store.videos import SLUG, VIDEO_ID, Video, VideoFile, VideoLibrary
-
-log = logging.getLogger(__name__)
+from packager.service.mp4 import Mp4File
+from packager.store.videos import SLUG, VIDEO_ID, Video
 
 routes = web.RouteTableDef()
 
@@ -37,84 +32,12 @@ VOD_MAX_AGE = 86400  # a saved video never changes; a day keeps a CDN from askin
 VOD_LINK_TTL = 86400  # how long a private video's download link, once handed out, works
 
 
-class VideoSaver:
-    """Store hook: writes a completed `vod_required` clip to disk in a thread."""
-
-    def __init__(self, library: VideoLibrary, files: Mp4Files) -> None:
-        self.library = library
-        self.files = files
-        self.pending: set[asyncio.Task[None]] = set()
-        self._saving: set[str] = set()  # clip ids: one copy per clip, however often it completes
-
-    def on_complete(self, clip: Clip) -> None:
-        if not clip.vod_required or clip.id in self._saving or self.library.for_clip(clip.id):
-            return
-        self._saving.add(clip.id)
-        task = asyncio.get_running_loop().create_task(self._save(clip))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def _save(self, clip: Clip) -> None:
-        try:
-            await self._write(clip)
-        finally:
-            self._saving.discard(clip.id)
-
-    async def _write(self, clip: Clip) -> None:
-        try:
-            renditions = [cr for cr in clip.renditions if cr.segments]
-            if not renditions:
-                raise ValueError("the clip holds no media to save")
-            bodies = []
-            for cr in renditions:
-                built = await self.files.get(
-                    clip, cr, clip.completed_at or clip.created_at, wait=True
-                )
-                video = cr.init.video
-                info = VideoFile(
-                    rendition=cr.name,
-                    size=0,
-                    sha256="",
-                    width=video.width if video else 0,
-                    height=video.height if video else 0,
-                    codecs=cr.init.codecs,
-                    bandwidth=cr.average_bitrate(),
-                )
-                bodies.append((info, built.layout.iter_range()))
-            video_id, slug = await asyncio.to_thread(self.library.reserve)
-            draft = Video(
-                id=video_id,
-                slug=slug,
-                clip_id=clip.id,
-                stream_id=clip.stream_id,
-                name=clip.name,
-                created_at=clip.completed_at or clip.created_at,
-                start=clip.start,
-                duration=clip.duration,
-                spec=video_spec(clip.reference, clip.duration),
-                private=clip.private,
-            )
-            saved = await asyncio.to_thread(self.library.write, draft, bodies)
-            log.info("clip %s saved as video %s", clip.id, saved.id)
-        except Exception as exc:
-            log.exception("saving clip %s failed", clip.id)
-            clip.vod_error = f"saving the VOD failed: {exc}"
-
-    async def drain(self) -> None:
-        """Graceful shutdown: let every write under way finish."""
-        while self.pending:
-            await asyncio.gather(*list(self.pending), return_exceptions=True)
-
-
-SAVER = web.AppKey("video_saver", VideoSaver)
-
-
 def video_url(request: web.Request, video: Video, rendition: str = "master") -> str:
     """A download link; a private video's is signed for VOD_LINK_TTL from now."""
     url = f"{base_url(request)}/vod/{video.slug}/{rendition}.mp4"
     secret = request.app[CONFIG].playback_secret
     if video.private and secret is not None:
-        expires = math.ceil(request.app[STORE].clock() + VOD_LINK_TTL)
+        expires = math.ceil(request.app[SERVICES].clock() + VOD_LINK_TTL)
         url += "?" + signing.query(secret, f"vod/{video.slug}", expires)
     return url
 
@@ -187,7 +110,7 @@ def _video(request: web.Request) -> Video:
     """By its integer id; its slug is taken too (the id of videos saved before ids were
     integers), since these routes need the API key anyway."""
     video_id = request.match_info["video_id"]
-    library = request.app[VIDEOS]
+    library = request.app[SERVICES].videos
     if VIDEO_ID.fullmatch(video_id):
         video = library.get(int(video_id))
     else:
@@ -200,7 +123,7 @@ def _video(request: web.Request) -> Video:
 def _download(request: web.Request) -> Video:
     """Only by slug: an integer id is easy to guess, so it opens nothing here."""
     slug = request.match_info["slug"]
-    video = request.app[VIDEOS].by_slug(slug) if SLUG.fullmatch(slug) else None
+    video = request.app[SERVICES].videos.by_slug(slug) if SLUG.fullmatch(slug) else None
     if video is None:
         raise VideoNotFound(f"no video {slug!r}")
     return video
@@ -209,7 +132,7 @@ def _download(request: web.Request) -> Video:
 @gcore_route(routes, "GET", "/videos")
 async def list_videos(request: web.Request) -> web.Response:
     require_api_key(request, request.app[CONFIG].api_keys)
-    videos = sorted(request.app[VIDEOS].videos.values(), key=lambda v: v.id)
+    videos = sorted(request.app[SERVICES].videos.videos.values(), key=lambda v: v.id)
     return json_response([video_view(request, v) for v in videos])
 
 
@@ -223,7 +146,7 @@ async def get_video(request: web.Request) -> web.Response:
 async def delete_video(request: web.Request) -> web.Response:
     require_api_key(request, request.app[CONFIG].api_keys)
     video = _video(request)
-    await asyncio.to_thread(request.app[VIDEOS].delete, video.id)
+    await asyncio.to_thread(request.app[SERVICES].videos.delete, video.id)
     return web.Response(status=204)
 
 
@@ -234,14 +157,14 @@ async def download(request: web.Request) -> web.StreamResponse:
     max_age = VOD_MAX_AGE
     if video.private:  # a CDN must not keep serving it past the link's expiry
         secret = request.app[CONFIG].playback_secret
-        now = request.app[STORE].clock()
+        now = request.app[SERVICES].clock()
         _, expires = signing.verify(request, secret, f"vod/{video.slug}", now)
         max_age = min(max_age, max(0, math.floor(expires - now)))
     name = request.match_info["file"].removesuffix(".mp4")
     file = video.master if name == "master" else video.file(name)
     if file is None or not request.match_info["file"].endswith(".mp4"):
         raise VideoNotFound(f"video {video.id} has no {request.match_info['file']!r}")
-    view = await asyncio.to_thread(request.app[VIDEOS].view, video, file.rendition)
+    view = await asyncio.to_thread(request.app[SERVICES].videos.view, video, file.rendition)
     saved = Mp4File(
         layout=Mp4Layout(b"", (view,), array("Q", [0]), len(view)),
         etag=f'"{file.sha256[:40]}"',  # the content's own hash: the same across restarts
@@ -254,20 +177,3 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 routes.route("OPTIONS", "/vod/{slug}/{file}")(caching.preflight)
-
-
-async def video_context(app: web.Application) -> AsyncIterator[None]:
-    """Index saved videos at start-up; let writes under way finish at shutdown."""
-    await asyncio.to_thread(app[VIDEOS].load)
-    yield
-    await app[SAVER].drain()
-
-
-def setup(app: web.Application) -> None:
-    library = VideoLibrary(app[CONFIG].data_dir)
-    saver = VideoSaver(library, app[MP4_FILES])
-    app[VIDEOS] = library
-    app[SAVER] = saver
-    app[STORE].on_complete.append(saver.on_complete)
-    app.cleanup_ctx.append(video_context)
-    app.router.add_routes(routes)

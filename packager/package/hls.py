@@ -1,4 +1,4 @@
-"""HLS playlists of a clip (RFC 8216), as text. Sans-IO: store objects in, str out.
+"""HLS playlists of a clip (RFC 8216), as text. Sans-IO: clip manifests in, str out.
 
 A small writer of our own rather than m3u8's model (see NOTES.md: EXT-X-MAP is per-segment
 there and constructors are dict-typed); tests parse every playlist back with m3u8.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from packager.media.model import InitSegment
 from packager.package import names
-from packager.store.clips import Clip, ClipRendition
+from packager.store.model import Clip, ClipRendition
 
 VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
 
@@ -32,23 +34,23 @@ def _independent(clip: Clip) -> bool:
     known yet, and a tag once served in an EVENT playlist cannot be taken back."""
     if clip.event:
         return False
-    return all(s.starts_with_keyframe for r in clip.renditions for s in r.segments)
+    return all(s.keyframe for r in clip.renditions for s in r.segments)
 
 
-def master_playlist(clip: Clip, query: str = "") -> str:
-    """`query` (a signed link's `expires=..&token=..`) rides on every URI: players resolve
-    relative URIs against the playlist's path and drop its query."""
+def master_playlist(clip: Clip, inits: Mapping[str, InitSegment], query: str = "") -> str:
+    """`inits` by id: each rendition's first (its codecs, its size). `query` (a signed link's
+    `expires=..&token=..`) rides on every URI: players resolve relative URIs against the
+    playlist's path and drop its query."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
     if _independent(clip):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     for cr in clip.renditions:
-        lines.append(_stream_inf(cr))
+        lines.append(_stream_inf(cr, inits[cr.first_init]))
         lines.append(names.playlist(clip.id, cr.name) + _q(query))
     return "\n".join(lines) + "\n"
 
 
-def _stream_inf(cr: ClipRendition) -> str:
-    init = cr.init
+def _stream_inf(cr: ClipRendition, init: InitSegment) -> str:
     attrs = [
         f"BANDWIDTH={cr.peak_bitrate()}",
         f"AVERAGE-BANDWIDTH={cr.average_bitrate()}",
@@ -81,18 +83,19 @@ def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
         # hls.js and Shaka took a growing clip for a live stream and started 2 s in.
         "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES",
     ]
-    if _independent(clip) and all(s.starts_with_keyframe for s in segs):
+    if _independent(clip) and all(s.keyframe for s in segs):
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
-    current_init = -1
+    init_index = -1
+    current_init = None
     for i, seg in enumerate(segs):
-        if i > 0 and (seg.discontinuity or seg.seq != segs[i - 1].seq + 1):
+        if i > 0 and (seg.discontinuity or seg.key.seq != segs[i - 1].key.seq + 1):
             lines.append("#EXT-X-DISCONTINUITY")
-        init_index = cr.init_of[i]
-        if init_index != current_init:
+        if seg.init_id != current_init:
+            init_index += 1
+            current_init = seg.init_id
             uri = names.init(clip.id, cr.name, init_index) + _q(query)
             lines.append(f'#EXT-X-MAP:URI="{uri}"')
-            current_init = init_index
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(cr.starts[i])}")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
         lines.append(f"#EXTINF:{seg.duration:.6f},")
         lines.append(names.segment(clip.id, cr.name, i) + _q(query))
     if clip.complete:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from packager.store.clips import ClipRendition
+from packager.media.model import InitSegment
+from packager.store.model import ClipRendition
 
 # Livepeer names codecs, not RFC 6381 strings.
 _CODEC_NAMES = {"avc1": "h264", "avc3": "h264", "hvc1": "hevc", "hev1": "hevc", "mp4a": "aac"}
@@ -15,11 +16,11 @@ def codec_name(rfc6381: str) -> str:
     return _CODEC_NAMES.get(family, family.lower())
 
 
-def video_spec(cr: ClipRendition, duration: float) -> dict[str, Any]:
+def video_spec(cr: ClipRendition, init: InitSegment, duration: float) -> dict[str, Any]:
+    """`init` is the rendition's first init segment (its tracks describe the video)."""
     tracks: list[dict[str, Any]] = []
-    for track in cr.init.tracks:
-        samples = [s.media.track(track.track_id) for s in cr.segments]
-        size = sum(t.total_size for t in samples if t is not None)
+    for k, track in enumerate(init.tracks):
+        size = sum(s.track_sizes[k] for s in cr.segments if k < len(s.track_sizes))
         entry: dict[str, Any] = {
             "type": "video" if track.is_video else "audio" if track.is_audio else track.handler,
             "codec": codec_name(track.codec),

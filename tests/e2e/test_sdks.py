@@ -56,19 +56,12 @@ class HttpEncoder:
     base: str
     stream_id: str
     ladder: list[RecordedRendition]
-    files: list[tuple[str, str, bytes]] = field(default_factory=list)
     filled: threading.Event = field(default_factory=threading.Event)  # the backfill is in
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)
 
-    def receive(self, stream_id: str, rendition: str, name: str, body: bytes) -> None:
-        """Where DemoFeed hands each file: kept here, then sent over HTTP."""
-        self.files.append((rendition, name, body))
-
     def push(self, feed: DemoFeed, k: int, start: float) -> None:
-        self.files.clear()
-        feed.push(k, start)
-        for rendition, name, body in self.files:
+        for rendition, name, body in feed.files(k, start):
             url = f"{self.base}/ingest/{self.stream_id}/{rendition}/{name}"
             request = urllib.request.Request(url, data=body, method="PUT")
             try:
@@ -77,7 +70,7 @@ class HttpEncoder:
                 self.errors.append(f"PUT {rendition}/{name}: {exc}")
 
     def run(self) -> None:
-        feed = DemoFeed(self, self.ladder, time.time, self.stream_id)  # type: ignore[arg-type]
+        feed = DemoFeed(None, self.ladder, time.time, self.stream_id)
         origin = time.time() - feed.segment_start(BACKFILL_SEGMENTS, 0.0)
         for k in range(BACKFILL_SEGMENTS):
             self.push(feed, k, feed.segment_start(k, origin))

@@ -47,8 +47,7 @@ import pytest
 from packager.config import Config
 from packager.demo import RecordedRendition, load_ladder
 from packager.http.app import create_app
-from packager.http.keys import STORE
-from packager.http.mp4 import MP4_FILES
+from packager.http.keys import SERVICES
 from packager.media.fragment import parse_segment
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
@@ -499,7 +498,14 @@ class Client(threading.Thread):
         for handler, tid in (("vide", 1), ("soun", 2)):
             track = movie.track(handler)
             got = [sha(mp4[a:b]) for a, b in track.sample_ranges()]
-            want = [h for k in ks for h in self.source.samples[rendition, k % n][tid]]
+            want = []
+            for j, k in enumerate(ks):
+                hashes = self.source.samples[rendition, k % n][tid]
+                if tid == 2 and j > 0 and k % n == 0 and ks[j - 1] == k - 1:
+                    # This replay shifts by whole 12 s loops, so its audio overlaps by one AAC
+                    # frame at each loop point: the MP4 follows tfdt and drops that frame.
+                    hashes = hashes[1:]
+                want.extend(hashes)
             if got != want:
                 self.tally.fail(f"{url}: {handler} samples differ from the source")
             self.tally.add("samples_verified", len(got))
@@ -614,7 +620,7 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
         playback_secret="stress-secret",
     )
     app = create_app(config, clock=clock)
-    store = app[STORE]
+    store = app[SERVICES].store
     tally = Tally()
     clips = Registry()
     started = time.monotonic()
@@ -629,7 +635,7 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
         while pusher.pushed < backfill + 2:  # the DVR is full and rolling
             time.sleep(0.05)
             assert time.monotonic() - started < 30, "the ingest did not get going"
-        base_dvr = store.stats().dvr_bytes
+        base_dvr = server.run(store.stats()).dvr_bytes
         base_python, base_rss = python_bytes(), rss()
 
         janitor = Janitor(server.port, clock, tally, clips)
@@ -655,9 +661,9 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
         pusher.join(60)
         assert not pusher.is_alive() and not janitor.is_alive()
         time.sleep(0.2)  # the last responses leave the server's buffers
-        stats = store.stats()
+        stats = server.run(store.stats())
         end_python, end_rss = python_bytes(), rss()
-        mp4_files = len(app[MP4_FILES])
+        mp4_files = len(app[SERVICES].mp4)
 
     counts = tally.counts
     took = time.monotonic() - started

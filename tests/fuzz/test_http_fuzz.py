@@ -30,7 +30,7 @@ from packager.clock import ManualClock
 from packager.config import Config
 from packager.demo import DemoFeed, load_ladder
 from packager.http.app import create_app
-from packager.http.keys import INGEST, STORE
+from packager.http.keys import SERVICES
 from packager.package import names
 from tests.conftest import LADDER_DIR, T0, feed_past
 from tests.fuzz import strategies as fz
@@ -138,12 +138,12 @@ def known(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Known]:
         ingest_key=INGEST_KEY,
     )
     app = create_app(config, clock=clock, timers=False)
-    feed_past(DemoFeed(app[INGEST], load_ladder(LADDER_DIR), clock), clock, 15)
-    store = app[STORE]
-    done = store.create_clip("demo", 6.0, start=T0 - 20)
-    private = store.create_clip("demo", 4.0, start=T0 - 12, private=True)
-    growing = store.create_clip("demo", 30.0, start=T0 - 4)
+    services = app[SERVICES]
     with ServerThread(app) as server:
+        server.run(feed_past(DemoFeed(services.ingest, load_ladder(LADDER_DIR), clock), clock, 15))
+        done = server.run(services.clips.create_clip("demo", 6.0, start=T0 - 20))
+        private = server.run(services.clips.create_clip("demo", 4.0, start=T0 - 12, private=True))
+        growing = server.run(services.clips.create_clip("demo", 30.0, start=T0 - 4))
         out = Known(server.port, [done.id, growing.id], [private.id])
         out.renditions = [cr.name for cr in done.renditions]
         auth = [("Authorization", f"apikey {API_KEY}")]

@@ -8,11 +8,13 @@ consistent, or raises a PackagerError (mapped to a 4xx) and leaves the store exa
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import time
+from collections.abc import Coroutine
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -21,14 +23,16 @@ from hypothesis import strategies as st
 from packager.clock import ManualClock
 from packager.demo import DemoFeed, load_ladder
 from packager.errors import PackagerError
-from packager.ingest import Ingest
 from packager.package import hls
 from packager.package.mp4 import build_layout
-from packager.store.store import Store
+from packager.service.clips import ClipService
+from packager.service.ingest import Ingest
+from packager.store.memory import MemoryStore
 from tests.conftest import LADDER_DIR, T0, feed_past
 from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import count_case, examples
 from tests.fuzz.test_media_fuzz import TIME_LIMIT, check_segment
+from tests.mp4_support import stored_segments
 
 pytestmark = pytest.mark.fuzz
 
@@ -36,58 +40,70 @@ STREAMS = ["demo", "fresh", "a" * 64]
 RENDITIONS = ["0", "1", "2", "new"]
 
 
+T = TypeVar("T")
+_LOOP = asyncio.new_event_loop()  # the memory store never yields: one loop runs every step
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return _LOOP.run_until_complete(coroutine)
+
+
 @cache
-def _template() -> tuple[Store, Ingest]:
+def _template() -> tuple[MemoryStore, Ingest]:
     """A store holding 3 segments of the 3-rendition ladder, ending at T0."""
     clock = ManualClock(T0)
-    store = Store(clock, 1 << 30, 3600.0)
-    ingest = Ingest(store)
-    feed_past(DemoFeed(ingest, load_ladder(LADDER_DIR), clock), clock, 3)
+    store = MemoryStore(clock, 1 << 30)
+    ingest = Ingest(store, 3600.0)
+    run(feed_past(DemoFeed(ingest, load_ladder(LADDER_DIR), clock), clock, 3))
     return store, ingest
 
 
-def fresh() -> tuple[Store, Ingest]:
-    copied: tuple[Store, Ingest] = copy.deepcopy(_template())
+def fresh() -> tuple[MemoryStore, Ingest]:
+    copied: tuple[MemoryStore, Ingest] = copy.deepcopy(_template())
     return copied
 
 
-def snapshot(store: Store) -> Any:
-    """Everything a push may change, by value and by identity."""
+def snapshot(store: MemoryStore) -> Any:
+    """Everything a push may change, by value and by identity (white-box: the memory store)."""
     return (
-        store.stats(),
+        run(store.stats()),
+        dict(store._inits),
         {
             sid: (
-                s.name,
-                s.dvr_duration,
+                s.info,
                 {
                     name: (
-                        id(r.init),
+                        r.init_id,
                         r.init_changed,
                         r.next_seq,
+                        r.last_end_dts,
+                        r.last_digest,
                         dict(r.playlist),
-                        [(id(g), g.start, g.timing, g.discontinuity) for g in r.segments],
+                        [(id(g), g.ref) for g in r.segments],
                     )
                     for name, r in s.renditions.items()
                 },
             )
-            for sid, s in store.streams.items()
+            for sid, s in store._streams.items()
         },
     )
 
 
-def check_store(store: Store) -> None:
+def check_store(store: MemoryStore) -> None:
     """The byte accounting matches the rings; every stored segment is consistent media."""
-    rings = [r for s in store.streams.values() for r in s.renditions.values()]
+    rings = [r for s in store._streams.values() for r in s.renditions.values()]
     segments = [g for r in rings for g in r.segments]
-    assert store.dvr_bytes == sum(g.size for g in segments)
-    assert store.dvr_segments == len(segments)
+    stats = run(store.stats())
+    assert stats.dvr_bytes == sum(g.ref.size for g in segments)
+    assert stats.dvr_segments == len(segments)
     for ring in rings:
-        seqs = [g.seq for g in ring.segments]
+        seqs = [g.ref.key.seq for g in ring.segments]
         assert seqs == sorted(set(seqs))
         for g in ring.segments:
-            assert g.duration > 0 and math.isfinite(g.start)
-            check_segment(g.media, g.data, g.init)
-            assert g.media.track(g.init.main.track_id) is not None
+            assert g.ref.duration > 0 and math.isfinite(g.ref.start)
+            init = store._inits[g.ref.init_id]
+            check_segment(g.media, g.data, init)
+            assert g.media.track(init.main.track_id) is not None
 
 
 @st.composite
@@ -131,7 +147,7 @@ def test_a_push_is_taken_whole_or_leaves_the_store_as_it_was(
         before = snapshot(store)
         started = time.perf_counter()
         try:
-            ingest.receive(stream, rendition, name, body)
+            run(ingest.receive(stream, rendition, name, body))
         except PackagerError:
             assert snapshot(store) == before, f"a refused push of {name} changed the store"
         assert time.perf_counter() - started < TIME_LIMIT
@@ -148,22 +164,24 @@ def test_what_ingest_accepts_can_be_cut_and_packaged(ops: list[tuple[Any, ...]])
     the playlists or the MP4 of any clip."""
     count_case("ingest: accepted media packaged")
     store, ingest = fresh()
+    cutter = ClipService(store, 3600.0)
     clips = []
     for op in ops:
         try:
             if op[0] == "cut":
                 _, stream_id, ago, seconds = op
-                clips.append(
-                    store.create_clip(stream_id, seconds, start=store.clock() - ago - seconds)
-                )
+                start = store.clock() - ago - seconds
+                clips.append(run(cutter.create_clip(stream_id, seconds, start=start)))
             else:
-                ingest.receive(*op)
+                run(ingest.receive(*op))
         except PackagerError:
             pass
-    for clip in clips:
-        hls.master_playlist(clip)
+    for made in clips:
+        clip = run(store.clip(made.stream_id, made.id))
+        inits = {cr.first_init: run(store.init(cr.first_init)) for cr in clip.renditions}
+        hls.master_playlist(clip, inits)
         for cr in clip.renditions:
             hls.media_playlist(clip, cr)
             if cr.segments:
-                layout = build_layout(cr.segments, clip.start)
+                layout = build_layout(run(stored_segments(store, cr)), clip.start)
                 assert layout.size == sum(len(p) for p in layout.pieces)

@@ -1,4 +1,4 @@
-"""The fuzzers' finds in packager/media and packager/ingest, kept as plain examples.
+"""The fuzzers' finds in packager/media and packager/service/ingest.py, kept as plain examples.
 
 Each test is the smallest form of a failing input the fuzzers produced, with what the code did
 before its fix: an exception other than BadMedia (a 500), seconds of CPU on the event loop, or
@@ -16,16 +16,18 @@ import pytest
 
 from packager.clock import ManualClock
 from packager.errors import BadMedia, PackagerError
-from packager.ingest import Ingest
 from packager.media.fragment import MAX_SAMPLES_PER_SEGMENT, parse_segment
 from packager.media.init import parse_init
 from packager.media.rewrite import shift_decode_times
 from packager.package import hls
 from packager.package.mp4 import build_layout
-from packager.store.clips import Clip
-from packager.store.store import Store
+from packager.service.clips import ClipService
+from packager.service.ingest import Ingest
+from packager.store.memory import MemoryStore
+from packager.store.model import Clip
 from tests.conftest import T0
 from tests.fuzz.strategies import init_bytes, segment_bytes
+from tests.mp4_support import stored_segments
 
 # Where boxes lie in rendition 0's fixtures (the ladder's files share one layout).
 FIRST_TRUN = 208  # the first trun of a segment (after styp, 2 sidx, moof, mfhd, traf, tfhd, tfdt)
@@ -137,7 +139,7 @@ def test_shifting_a_truncated_tfdt_is_bad_media() -> None:
 
 @pytest.fixture
 def ingest() -> Ingest:
-    return Ingest(Store(ManualClock(T0), 1 << 30, 3600.0))
+    return Ingest(MemoryStore(ManualClock(T0), 1 << 30), 3600.0)
 
 
 @pytest.mark.parametrize(
@@ -150,61 +152,65 @@ def ingest() -> Ingest:
     ],
     ids=["truncated-init", "garbage", "segment-before-init", "bad-playlist"],
 )
-def test_a_refused_push_to_a_new_stream_creates_no_stream(
+async def test_a_refused_push_to_a_new_stream_creates_no_stream(
     ingest: Ingest, name: str, body: bytes
 ) -> None:
     """Was: the stream was created before the body was read, so garbage made streams."""
     with pytest.raises(PackagerError):
-        ingest.receive("fresh", "0", name, body)
-    assert ingest.store.streams == {}
+        await ingest.receive("fresh", "0", name, body)
+    assert await ingest.store.streams() == []
 
 
-def test_a_push_of_a_million_tiny_boxes_is_refused_quickly(ingest: Ingest) -> None:
+async def test_a_push_of_a_million_tiny_boxes_is_refused_quickly(ingest: Ingest) -> None:
     """Was a walk over every box to find moov or moof: ~0.3 s per MB, 20 s for 64 MB."""
     body = box(b"free", b"") * (1 << 20)  # 8 MB
     started = time.perf_counter()
     with pytest.raises(BadMedia):
-        ingest.receive("s", "0", "index0.m4s", body)
+        await ingest.receive("s", "0", "index0.m4s", body)
     assert time.perf_counter() - started < 0.1
 
 
-def _playable(clip: Clip) -> None:
-    hls.master_playlist(clip)
+async def _playable(ingest: Ingest, clip: Clip) -> None:
+    store = ingest.store
+    clip = await store.clip(clip.stream_id, clip.id)
+    hls.master_playlist(
+        clip, {cr.first_init: await store.init(cr.first_init) for cr in clip.renditions}
+    )
     for cr in clip.renditions:
         hls.media_playlist(clip, cr)
-        build_layout(cr.segments, clip.start)
+        build_layout(await stored_segments(store, cr), clip.start)
 
 
-def test_a_segment_lasting_millennia_is_bad_media(ingest: Ingest) -> None:
+async def test_a_segment_lasting_millennia_is_bad_media(ingest: Ingest) -> None:
     """Was accepted with its start (arrival minus duration) in year -6140: the clip's playlist
     raised ValueError and its MP4 struct.error, a 500 on every playback link."""
     init = bytearray(init_bytes("0"))
     struct.pack_into(">I", init, VIDEO_MDHD + 20, 1)  # video timescale: 1 tick a second
-    ingest.receive("s", "0", "init_0.mp4", bytes(init))
+    await ingest.receive("s", "0", "init_0.mp4", bytes(init))
     segment = bytearray(segment_bytes("0", 0))
     struct.pack_into(">I", segment, VIDEO_TFHD + 16, 2**32 - 1)  # default sample duration
     with pytest.raises(BadMedia, match="lasts"):
-        ingest.receive("s", "0", "live3.m4s", bytes(segment))
-    assert not ingest.store.stream("s").renditions["0"].segments
+        await ingest.receive("s", "0", "live3.m4s", bytes(segment))
+    assert await ingest.store.dvr_segments("s", "0") == []
 
 
-def test_a_program_date_time_before_1970_is_bad_media(ingest: Ingest) -> None:
+async def test_a_program_date_time_before_1970_is_bad_media(ingest: Ingest) -> None:
     """Was accepted, and a late playlist moved a segment a clip held to year 0: the clip's
     playlist raised ValueError (500)."""
-    ingest.receive("s", "0", "init_0.mp4", init_bytes("0"))
-    ingest.receive("s", "0", "live3.m4s", segment_bytes("0", 0))
-    clip = ingest.store.create_clip("s", 1.0, start=T0 - 1.5)
+    await ingest.receive("s", "0", "init_0.mp4", init_bytes("0"))
+    await ingest.receive("s", "0", "live3.m4s", segment_bytes("0", 0))
+    clip = await ClipService(ingest.store, 3600.0).create_clip("s", 1.0, start=T0 - 1.5)
     late = b"#EXTM3U\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:0001-01-01T00:00:00+23:59\nlive3.m4s\n"
     with pytest.raises(BadMedia, match="PROGRAM-DATE-TIME"):
-        ingest.receive("s", "0", "index.m3u8", late)
-    _playable(clip)
+        await ingest.receive("s", "0", "index.m3u8", late)
+    await _playable(ingest, clip)
 
 
 @pytest.mark.parametrize(
     "date", ["0001-01-01T00:00:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00"]
 )
 def test_a_program_date_time_at_the_ends_of_the_calendar_is_bad_media(date: str) -> None:
-    from packager.ingest import parse_playlist
+    from packager.service.ingest import parse_playlist
 
     body = f"\ufeff#EXTM3U\n#EXTINF:2.000000,\n#EXT-X-PROGRAM-DATE-TIME:{date}\nx.m4s\n".encode()
     with pytest.raises(BadMedia):  # the m3u8 parser or our range check, never a ValueError
@@ -212,7 +218,7 @@ def test_a_program_date_time_at_the_ends_of_the_calendar_is_bad_media(date: str)
 
 
 def test_a_program_date_time_without_a_zone_is_read_as_utc() -> None:
-    from packager.ingest import parse_playlist
+    from packager.service.ingest import parse_playlist
 
     body = b"#EXTM3U\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:00\nx.m4s\n"
     assert parse_playlist(body)["x.m4s"].program_date_time == 1800000000.0

@@ -13,9 +13,11 @@ from packager.clock import ManualClock
 from packager.config import Config
 from packager.demo import DemoFeed, RecordedRendition
 from packager.http.app import create_app
-from packager.http.keys import INGEST, STORE
-from packager.store.store import Store
-from tests.conftest import feed_past
+from packager.http.keys import SERVICES
+from packager.service.compose import Services
+from packager.store.base import Store, Timer
+from packager.store.model import Clip
+from tests.conftest import MakeStore, feed_past
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"apikey {API_KEY}"}
@@ -32,8 +34,24 @@ class Service:
     origin: float  # start of the first fed segment
 
     @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    @property
     def store(self) -> Store:
-        return self.app[STORE]
+        return self.services.store
+
+    async def stored(self, clip_id: str, stream: str = "demo") -> Clip:
+        """The clip's manifest as the store has it now."""
+        return await self.store.clip(stream, clip_id)
+
+    async def push(self, k: int) -> None:
+        """The next live segment (number `k` of the replay) for every rendition."""
+        await self.feed.push(k, self.feed.segment_start(k, self.origin))
+
+    async def tick(self) -> list[Timer]:
+        """Fire the timers that are due by the manual clock (expiry, completion)."""
+        return await self.services.timers.tick()
 
     async def create_clip(self, stream: str = "demo", **body: Any) -> dict[str, Any]:
         resp = await self.client.post(f"/streams/{stream}/clip_recording", json=body, headers=AUTH)
@@ -51,10 +69,11 @@ async def service(
     clock: ManualClock,
     ladder: list[RecordedRendition],
     tmp_path: Path,
+    make_store: MakeStore,
 ) -> Service:
     config = Config(api_keys=(API_KEY,), memory_budget=1 << 30, data_dir=tmp_path)
-    app = create_app(config, clock=clock, timers=False)
-    feed = DemoFeed(app[INGEST], ladder, clock)
-    origin = feed_past(feed, clock, 15)
+    app = create_app(config, clock=clock, timers=False, store=make_store(1 << 30))
+    feed = DemoFeed(app[SERVICES].ingest, ladder, clock)
+    origin = await feed_past(feed, clock, 15)
     client = await aiohttp_client(app)
     return Service(client, app, clock, feed, origin)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -9,10 +8,7 @@ import pytest
 from packager.clock import ManualClock
 from packager.demo import DemoFeed, RecordedRendition
 from packager.http.api import whole_seconds
-from packager.http.keys import INGEST
-from packager.ingest import Ingest
-from packager.store.store import Store
-from tests.conftest import feed_past
+from tests.conftest import MakeFed, feed_past
 from tests.http.conftest import AUTH, Service
 
 
@@ -87,10 +83,11 @@ async def test_integer_start_and_duration_cover_a_cut_off_the_second(
     service: Service, ladder: list[RecordedRendition]
 ) -> None:
     service.clock.advance(0.777)  # segments of this stream start 0.777 s past a second
-    feed_past(DemoFeed(service.app[INGEST], ladder, service.clock, "frac"), service.clock, 10)
+    feed = DemoFeed(service.services.ingest, ladder, service.clock, "frac")
+    await feed_past(feed, service.clock, 10)
     now = service.clock()
     clip = await service.create_clip("frac", duration=5, start=now - 9)
-    cut = service.store.clip("frac", clip["id"])
+    cut = await service.stored(clip["id"], "frac")
     assert cut.start % 1 == pytest.approx(0.777)
     assert clip["start"] == math.floor(cut.start) < cut.start
     assert clip["start"] + clip["duration"] == math.ceil(cut.start + cut.duration)
@@ -107,22 +104,21 @@ async def test_default_expiration_of_a_clip_cut_long_ago_is_the_minimum(
         "/streams", json={"id": "old", "name": "old", "dvr_duration": 14400}, headers=AUTH
     )
     assert resp.status == 201
-    feed = DemoFeed(service.app[INGEST], ladder, service.clock, "old")
+    feed = DemoFeed(service.services.ingest, ladder, service.clock, "old")
     now = service.clock()
     for k in range(5):  # 10 s that ended 2 h ago
-        feed.push(k, feed.segment_start(k, now - 7200))
+        await feed.push(k, feed.segment_start(k, now - 7200))
     two_hours_ago = await service.create_clip("old", duration=6, start=now - 7200)
     assert two_hours_ago["expiration"] == now + 60  # start + duration + 3600 is past: raised
     given = await service.create_clip("old", duration=6, start=now - 7200, expiration=now + 900)
     assert given["expiration"] == now + 900
 
 
-def test_default_expiration_is_capped_at_four_hours(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+async def test_default_expiration_is_capped_at_four_hours(
+    make_fed: MakeFed, clock: ManualClock
 ) -> None:
-    store = make_store(budget=1 << 40, dvr=14400.0)  # accounting only
-    feed_past(DemoFeed(Ingest(store), ladder, clock), clock, 5)
-    clip = store.create_clip("demo", duration=4 * 3600 - 60, start=clock() - 2)
+    fed = await make_fed(segments=5, budget=1 << 40, dvr=14400.0)  # accounting only
+    clip = await fed.clips.create_clip("demo", duration=4 * 3600 - 60, start=clock() - 2)
     assert clip.expiration == clock() + 4 * 3600
 
 
@@ -130,7 +126,7 @@ async def test_fractional_expiration_is_taken_in_whole_seconds(service: Service)
     now = service.clock()
     clip = await service.create_clip(duration=4, start=now - 10, expiration=now + 600.9)
     assert clip["expiration"] == now + 600
-    assert service.store.clip("demo", clip["id"]).expiration == now + 600
+    assert (await service.stored(clip["id"])).expiration == now + 600
 
 
 async def test_put_creates_a_clip_as_gcore_sdks_send_it(service: Service) -> None:

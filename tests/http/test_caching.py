@@ -44,7 +44,7 @@ async def test_growing_playlist_etag_changes_as_it_grows(service: Service) -> No
     assert "Last-Modified" not in first.headers
     assert (await service.client.get(path, headers={"If-None-Match": etag})).status == 304
     service.clock.advance(2)
-    service.feed.push(15, service.feed.segment_start(15, service.origin))
+    await service.push(15)
     grown = await service.client.get(path, headers={"If-None-Match": etag})
     assert grown.status == 200 and grown.headers["ETag"] != etag
 
@@ -74,14 +74,14 @@ async def test_cors_preflight_and_headers_on_playback(service: Service) -> None:
 
 async def test_complete_clip_playlists_are_rendered_once(service: Service) -> None:
     clip = await service.create_clip(duration=4, start=service.clock() - 8)
-    stored = service.store.clip("demo", clip["id"])
+    cache = service.services.playlists._rendered
     paths = [
         f"/rec/demo/rec_{clip['id']}_master.m3u8",
         f"/rec/demo/rec_{clip['id']}_media_1_360.m3u8",
     ]
     first = [await (await service.client.get(p)).read() for p in paths]
-    assert set(stored.rendered) == {("master", ""), ("media_1_360", "")}
+    assert set(cache[clip["id"]]) == {("master", ""), ("media_1_360", "")}
     assert [await (await service.client.get(p)).read() for p in paths] == first
     growing = await service.create_clip(duration=6)
     await service.client.get(f"/rec/demo/rec_{growing['id']}_master.m3u8")
-    assert service.store.clip("demo", growing["id"]).rendered == {}
+    assert growing["id"] not in cache

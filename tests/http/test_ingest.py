@@ -28,13 +28,13 @@ async def test_put_ingest_plain_and_chunked(service: Service) -> None:
 
 
 async def test_bad_media_is_400_and_stored_data_stays(service: Service) -> None:
-    before = service.store.stats()
+    before = await service.store.stats()
     c = service.client
     for body in (b"garbage", service.feed.ladder[0].segments[0][:999]):
         resp = await c.put("/ingest/demo/0/index99.m4s", data=body)
         assert resp.status == 400
         assert (await resp.json())["error"] == "bad_media"
-    assert service.store.stats() == before
+    assert (await service.store.stats()) == before
 
 
 async def test_segment_before_init_is_409(service: Service) -> None:

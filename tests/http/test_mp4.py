@@ -20,9 +20,10 @@ from packager.config import Config
 from packager.demo import DemoFeed, RecordedRendition
 from packager.http import mp4 as mp4_http
 from packager.http.app import create_app
-from packager.http.keys import INGEST, STORE
+from packager.http.keys import SERVICES
 from packager.package import mp4 as mp4_package
-from packager.store.clips import Clip
+from packager.service import mp4 as mp4_service
+from packager.store.model import Clip
 from tests.conftest import T0, feed_past
 from tests.http.conftest import Service
 from tests.mp4_support import AAC_FRAME, VIDEO_FRAME, ServerThread, decode_with_ffmpeg, top_boxes
@@ -37,7 +38,7 @@ async def _clip(service: Service, seconds: float = 4, ago: float = 10, **body: A
 
 async def test_mp4_links_serve_a_whole_progressive_file_with_its_headers(service: Service) -> None:
     base = await _clip(service)
-    stored = service.store.clip("demo", base.rsplit("_", 1)[1])
+    stored = await service.stored(base.rsplit("_", 1)[1])
     bodies = {}
     for name in ["master", *sorted(HEIGHTS)]:
         resp = await service.client.get(f"{base}_{name}.mp4")
@@ -153,9 +154,9 @@ async def test_a_clip_still_recording_answers_425_until_its_end(service: Service
     assert 4 <= retry <= 4 + mp4_http.RETRY_MARGIN + 1
     assert (await service.client.head(path)).status == 425
     k = service.feed.pushed
-    while not service.store.clip("demo", made["id"]).complete:
+    while not (await service.stored(made["id"])).complete:
         service.clock.advance(2)
-        service.feed.push(k, service.feed.segment_start(k, service.origin))
+        await service.push(k)
         k += 1
     assert (await service.client.get(path)).status == 200
 
@@ -169,7 +170,7 @@ async def test_the_layout_is_built_once_and_freed_when_the_clip_expires(
         builds.append(1)
         return mp4_package.build_layout(*args)
 
-    monkeypatch.setattr(mp4_http, "build_layout", counting)
+    monkeypatch.setattr(mp4_service, "build_layout", counting)
     now = service.clock()
     base = await _clip(service, expiration=now + 120)
     path = f"{base}_media_1_360.mp4"
@@ -181,10 +182,10 @@ async def test_the_layout_is_built_once_and_freed_when_the_clip_expires(
     await service.client.get(path)
     await service.client.head(path)
     assert len(builds) == 2  # media_1_360's, and master.mp4's built when the clip completed
-    cache = service.app[mp4_http.MP4_FILES]
+    cache = service.services.mp4
     assert len(cache) == 2  # and master.mp4's, built when the clip completed
     service.clock.advance(121)
-    service.store.run_due()
+    await service.tick()
     assert len(cache) == 0
     assert (await service.client.get(path)).status == 404
 
@@ -252,10 +253,11 @@ def live(
     clock = ManualClock(T0)
     config = Config(memory_budget=1 << 30, data_dir=tmp_path_factory.mktemp("mp4"))
     app = create_app(config, clock=clock, timers=False)
-    origin = feed_past(DemoFeed(app[INGEST], ladder, clock), clock, 15)
-    # Starts inside replay segment 1 of loop 1 (audio leads video there); 3 segments, 6 s.
-    clip = app[STORE].create_clip("demo", duration=5, start=origin + 15)
+    services = app[SERVICES]
     with ServerThread(app) as server:
+        origin = server.run(feed_past(DemoFeed(services.ingest, ladder, clock), clock, 15))
+        # Starts inside replay segment 1 of loop 1 (audio leads video there); 3 segments, 6 s.
+        clip = server.run(services.clips.create_clip("demo", duration=5, start=origin + 15))
         result = Live(server, clip, {})
         for name in ["master", *sorted(HEIGHTS)]:
             status, _, body = result.get(name)

@@ -38,7 +38,7 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     m3u8 = "/rec/{stream_id}/{m3u8}"
     assert _value(text, requests, route=m3u8, method="GET", status="404") == 1
     assert _value(text, "packager_ingest_files_total", kind="rejected") == 1
-    stats = service.store.stats()
+    stats = await service.store.stats()
     assert _value(text, "packager_memory_bytes", holder="dvr") == stats.dvr_bytes
     assert _value(text, "packager_active_clips") == 1
     assert _value(text, "packager_memory_budget_bytes") == 1 << 30

@@ -18,18 +18,18 @@ async def test_hls_links_resolve_to_playlists_init_and_segments(service: Service
     master = m3u8.loads(await resp.text())
     assert len(master.playlists) == 3
     base = master_path.rsplit("/", 1)[0]
-    stored = service.store.clip("demo", clip["id"])
+    stored = await service.stored(clip["id"])
     for variant, cr in zip(master.playlists, stored.renditions, strict=True):
         media_resp = await service.client.get(f"{base}/{variant.uri}")
         assert media_resp.status == 200
         media = m3u8.loads(await media_resp.text())
         init = await service.client.get(f"{base}/{media.segments[0].init_section.uri}")
         assert init.status == 200 and init.content_type == "video/mp4"
-        assert await init.read() == cr.inits[0].data
+        assert await init.read() == (await service.store.init(cr.inits[0])).data
         for seg, stored_seg in zip(media.segments, cr.segments, strict=True):
             got = await service.client.get(f"{base}/{seg.uri}")
             assert got.status == 200
-            assert await got.read() == stored_seg.data
+            assert await got.read() == await service.store.segment_data(stored_seg.key)
             ttl = int(got.headers["Cache-Control"].split("max-age=")[1])
             assert 3590 <= ttl <= 3600
 
@@ -48,7 +48,7 @@ async def test_rendition_links_replace_master(service: Service) -> None:
 async def test_expired_clip_links_answer_404(service: Service) -> None:
     now = service.clock()
     clip = await service.create_clip(duration=4, start=now - 8, expiration=now + 60)
-    stored = service.store.clip("demo", clip["id"])
+    stored = await service.stored(clip["id"])
     paths = [
         f"/rec/demo/rec_{clip['id']}_master.m3u8",
         f"/rec/demo/rec_{clip['id']}_media_1_360.m3u8",
@@ -63,8 +63,9 @@ async def test_expired_clip_links_answer_404(service: Service) -> None:
         assert resp.status == 404
         assert (await resp.json())["error"] == "clip_not_found"
         assert "max-age=5" in resp.headers["Cache-Control"]
-    service.store.run_due()
-    assert stored.id not in service.store.clips
+    await service.tick()
+    assert (await service.store.stats()).clips == 0
+    assert stored.id not in [c.id for c in await service.store.all_clips()]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +127,7 @@ async def test_growing_clip_playlist_gains_segments_then_ends(service: Service) 
         assert parsed.playlist_type == "event" and not parsed.is_endlist
         counts.append(len(parsed.segments))
         service.clock.advance(2)
-        service.feed.push(k, service.feed.segment_start(k, service.origin))
+        await service.push(k)
     final = m3u8.loads(await (await service.client.get(path)).text())
     assert counts == [0, 1, 2]
     # Still EVENT (RFC 8216 §4.3.3.5): only ENDLIST was appended.
@@ -148,7 +149,7 @@ async def test_every_version_of_a_growing_playlist_begins_with_every_earlier_one
         for path in paths:  # mid-segment too: nothing may move while nothing arrived
             versions[path].append(await (await service.client.get(path)).text())
         service.clock.advance(1)
-        service.feed.push(k, service.feed.segment_start(k, service.origin))
+        await service.push(k)
     for path in paths:
         versions[path].append(await (await service.client.get(path)).text())
         texts = versions[path]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from packager.http.videos import SAVER
 from tests.http.conftest import AUTH, Service
 
 
@@ -12,7 +11,7 @@ async def _saved_clip(service: Service) -> dict[str, Any]:
     clip = await service.create_clip(
         duration=6, start=now - 10, expiration=now + 120, vod_required=True
     )
-    await service.app[SAVER].drain()
+    await service.services.saver.drain()
     return clip
 
 
@@ -47,7 +46,7 @@ async def test_video_outlives_its_clip(service: Service) -> None:
     ).json()
     video_id = listed["video_id"]
     service.clock.advance(121)
-    service.store.run_due()
+    await service.tick()
     assert (await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")).status == 404
     resp = await service.client.get(f"/videos/{video_id}", headers=AUTH)
     assert resp.status == 200

@@ -4,17 +4,21 @@ import m3u8
 import pytest
 
 from packager.clock import ManualClock
-from packager.demo import DemoFeed
+from packager.media.model import InitSegment
 from packager.package import hls, names
-from packager.store.store import Store
+from packager.store.model import Clip
+from tests.conftest import Fed
 
-Fed = tuple[Store, DemoFeed, float]
+
+async def _inits(fed: Fed, clip: Clip) -> dict[str, InitSegment]:
+    return {cr.first_init: await fed.store.init(cr.first_init) for cr in clip.renditions}
 
 
-def test_master_playlist_lists_the_ladder_with_media_attributes(fed_store: Fed) -> None:
-    store, _, origin = fed_store
-    clip = store.create_clip("demo", duration=6, start=origin + 2)
-    parsed = m3u8.loads(hls.master_playlist(clip))
+async def test_master_playlist_lists_the_ladder_with_media_attributes(fed: Fed) -> None:
+    origin = fed.origin
+    clip = await fed.clips.create_clip("demo", duration=6, start=origin + 2)
+    inits = await _inits(fed, clip)
+    parsed = m3u8.loads(hls.master_playlist(clip, inits))
     assert parsed.is_variant
     variants = parsed.playlists
     assert [p.uri for p in variants] == [
@@ -23,7 +27,7 @@ def test_master_playlist_lists_the_ladder_with_media_attributes(fed_store: Fed) 
     assert [p.stream_info.resolution for p in variants] == [(640, 360), (1280, 720), (1920, 1080)]
     for p, cr in zip(variants, clip.renditions, strict=True):
         info = p.stream_info
-        assert info.codecs == f"{cr.init.video.codec},mp4a.40.2"  # type: ignore[union-attr]
+        assert info.codecs == f"{inits[cr.first_init].video.codec},mp4a.40.2"  # type: ignore[union-attr]
         assert info.frame_rate == pytest.approx(30.0)
         sizes = [s.size * 8 / s.duration for s in cr.segments]
         assert info.bandwidth == pytest.approx(max(sizes), abs=1)
@@ -33,9 +37,9 @@ def test_master_playlist_lists_the_ladder_with_media_attributes(fed_store: Fed) 
     assert bandwidths == sorted(bandwidths)
 
 
-def test_media_playlist_of_a_complete_clip_is_vod(fed_store: Fed) -> None:
-    store, _, origin = fed_store
-    clip = store.create_clip("demo", duration=6, start=origin + 2)
+async def test_media_playlist_of_a_complete_clip_is_vod(fed: Fed) -> None:
+    origin = fed.origin
+    clip = await fed.clips.create_clip("demo", duration=6, start=origin + 2)
     cr = clip.renditions[1]
     text = hls.media_playlist(clip, cr)
     parsed = m3u8.loads(text)
@@ -52,18 +56,18 @@ def test_media_playlist_of_a_complete_clip_is_vod(fed_store: Fed) -> None:
     assert not any(s.discontinuity for s in parsed.segments)
 
 
-def test_growing_clip_playlist_stays_event_and_gains_endlist(
-    fed_store: Fed, clock: ManualClock
+async def test_growing_clip_playlist_stays_event_and_gains_endlist(
+    fed: Fed, clock: ManualClock
 ) -> None:
     """RFC 8216 §4.3.3.5: an EVENT playlist is only appended to, so it never turns VOD."""
-    store, feed, origin = fed_store
-    clip = store.create_clip("demo", duration=4, start=clock() - 2)
+    clip = await fed.clips.create_clip("demo", duration=4, start=clock() - 2)
     growing = hls.media_playlist(clip, clip.reference)
     parsed = m3u8.loads(growing)
     assert parsed.playlist_type == "event" and not parsed.is_endlist
     assert len(parsed.segments) == 1
     clock.advance(2)
-    feed.push(15, feed.segment_start(15, origin))
+    await fed.push(15)
+    clip = await fed.store.clip("demo", clip.id)
     complete = hls.media_playlist(clip, clip.reference)
     parsed = m3u8.loads(complete)
     assert clip.complete and parsed.playlist_type == "event" and parsed.is_endlist
@@ -71,11 +75,11 @@ def test_growing_clip_playlist_stays_event_and_gains_endlist(
     assert complete.startswith(growing)
 
 
-def test_every_clip_playlist_says_to_start_at_its_first_frame(fed_store: Fed) -> None:
-    store, _, origin = fed_store
+async def test_every_clip_playlist_says_to_start_at_its_first_frame(fed: Fed) -> None:
+    origin = fed.origin
     for clip in (
-        store.create_clip("demo", duration=4, start=origin),  # complete when cut
-        store.create_clip("demo", duration=10, start=store.clock() - 2),  # growing
+        await fed.clips.create_clip("demo", duration=4, start=origin),  # complete when cut
+        await fed.clips.create_clip("demo", duration=10, start=fed.store.clock() - 2),  # growing
     ):
         for cr in clip.renditions:
             parsed = m3u8.loads(hls.media_playlist(clip, cr))
@@ -83,14 +87,14 @@ def test_every_clip_playlist_says_to_start_at_its_first_frame(fed_store: Fed) ->
             assert parsed.start.time_offset == 0 and parsed.start.precise == "YES"
 
 
-def test_gap_in_dvr_is_marked_as_discontinuity(fed_store: Fed, clock: ManualClock) -> None:
-    store, feed, origin = fed_store
+async def test_gap_in_dvr_is_marked_as_discontinuity(fed: Fed, clock: ManualClock) -> None:
+    origin = fed.origin
     clock.advance(20)
     # The encoder restarts: a new init (same bytes) and timestamps from zero again.
-    for r in feed.ladder:
-        feed.ingest.receive("demo", r.name, "init.mp4", r.init)
-        feed.ingest.receive("demo", r.name, "again0.m4s", r.segments[0])
-    clip = store.create_clip("demo", duration=40, start=origin + 20)
+    for r in fed.feed.ladder:
+        await fed.services.ingest.receive("demo", r.name, "init.mp4", r.init)
+        await fed.services.ingest.receive("demo", r.name, "again0.m4s", r.segments[0])
+    clip = await fed.clips.create_clip("demo", duration=40, start=origin + 20)
     parsed = m3u8.loads(hls.media_playlist(clip, clip.reference))
     flags = [s.discontinuity for s in parsed.segments]
     assert flags == [False] * 5 + [True]

@@ -9,6 +9,7 @@ the encoder made them, with nothing carried forward from one boundary to the nex
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Sequence
@@ -18,14 +19,15 @@ from pathlib import Path
 import pytest
 
 from packager.clock import ManualClock
+from packager.config import Config
 from packager.demo import DemoFeed, load_ladder
-from packager.ingest import Ingest
 from packager.media.fragment import parse_segment
 from packager.media.model import Track
 from packager.media.rewrite import shift_decode_times
 from packager.package.mp4 import build_layout
+from packager.service.compose import build_services
+from packager.store.memory import MemoryStore
 from packager.store.segment import Segment
-from packager.store.store import Store
 from tests.conftest import LADDER_DIR, feed_past
 from tests.mp4_support import (
     AAC_FRAME,
@@ -33,6 +35,7 @@ from tests.mp4_support import (
     fixture_segments,
     read_moov,
     source_sample_hashes,
+    stored_segments,
 )
 
 AUDIO, VIDEO = 2, 1  # track ids of the fixture ladder
@@ -199,15 +202,20 @@ def test_a_new_init_with_another_clock_follows_the_timeline() -> None:
 
 
 @pytest.fixture(scope="module")
-def hour() -> list[Segment]:
+def hour(tmp_path_factory: pytest.TempPathFactory) -> list[Segment]:
     """An hour of the lowest rendition as the demo feed replays it: 300 loops of 12 s."""
-    clock = ManualClock(1_800_000_000.0)
-    store = Store(clock, 1 << 31, 4 * 3600.0)
-    feed = DemoFeed(Ingest(store), load_ladder(LADDER_DIR)[:1], clock)
-    origin = feed_past(feed, clock, 1800)
-    clip = store.create_clip("demo", duration=3600, start=origin)
-    assert len(clip.reference.segments) == 1800
-    return list(clip.reference.segments)
+
+    async def cut() -> list[Segment]:
+        clock = ManualClock(1_800_000_000.0)
+        config = Config(memory_budget=1 << 31, data_dir=tmp_path_factory.mktemp("hour"))
+        services = build_services(config, clock, MemoryStore(clock, 1 << 31))
+        feed = DemoFeed(services.ingest, load_ladder(LADDER_DIR)[:1], clock)
+        origin = await feed_past(feed, clock, 1800)
+        clip = await services.clips.create_clip("demo", duration=3600, start=origin)
+        assert len(clip.reference.segments) == 1800
+        return await stored_segments(services.store, clip.reference)
+
+    return asyncio.run(cut())
 
 
 def test_an_hour_of_loops_keeps_audio_and_video_in_sync_to_the_end(hour: list[Segment]) -> None:

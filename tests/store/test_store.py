@@ -1,160 +1,171 @@
-from __future__ import annotations
+"""The store's contract, through its public interface only: what any backend must do."""
 
-from collections.abc import Callable
+from __future__ import annotations
 
 import pytest
 
 from packager.clock import ManualClock
-from packager.demo import DemoFeed, RecordedRendition
+from packager.demo import DemoFeed
 from packager.errors import (
     BudgetExceeded,
     ClipNotFound,
     InvalidField,
+    LimitReached,
     NothingInDvr,
     RangeNotInDvr,
     StreamNotFound,
 )
-from packager.ingest import Ingest
-from packager.store.store import Store
-from tests.conftest import feed_past
-
-Fed = tuple[Store, DemoFeed, float]
+from packager.store.base import Store
+from packager.store.model import Clip, ClipState, InvalidTransition
+from tests.conftest import Fed, MakeFed, feed_past
 
 
-def test_clip_is_cut_on_segment_boundaries(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, origin = fed_store
+def _pinned(clip: Clip) -> int:
+    return sum(s.size for s in {s.key: s for cr in clip.renditions for s in cr.segments}.values())
+
+
+async def _dvr_bytes(store: Store, stream: str = "demo") -> int:
+    total = 0
+    for r in await store.ladder(stream):
+        total += sum(s.size for s in await store.dvr_segments(stream, r.name))
+    return total
+
+
+async def test_clip_is_cut_on_segment_boundaries(fed: Fed) -> None:
+    origin = fed.origin
     # 2 s segments from `origin`; [origin+5, origin+9) meets segments 2, 3 and 4.
-    clip = store.create_clip("demo", duration=4, start=origin + 5)
+    clip = await fed.clips.create_clip("demo", duration=4, start=origin + 5)
     assert [r.name for r in clip.renditions] == ["media_1_360", "media_2_720", "media_3_1080"]
     for cr in clip.renditions:
         assert [s.start - origin for s in cr.segments] == pytest.approx([4, 6, 8])
-    assert clip.complete
+    assert clip.complete and clip.state is ClipState.COMPLETE
     assert clip.start == pytest.approx(origin + 4)
     assert clip.duration == pytest.approx(6)
 
 
-def test_clip_ending_on_a_boundary_takes_no_extra_segment(fed_store: Fed) -> None:
-    store, _, origin = fed_store
-    clip = store.create_clip("demo", duration=4, start=origin + 4)
+async def test_clip_ending_on_a_boundary_takes_no_extra_segment(fed: Fed) -> None:
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin + 4)
     assert clip.duration == pytest.approx(4)
     assert len(clip.reference.segments) == 2
 
 
-def test_clip_shorter_than_asked_when_dvr_holds_less(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, origin = fed_store
-    clip = store.create_clip("demo", duration=75, start=origin - 50)  # ends 5 s ago
-    assert clip.start == pytest.approx(origin)
+async def test_clip_shorter_than_asked_when_dvr_holds_less(fed: Fed) -> None:
+    clip = await fed.clips.create_clip("demo", duration=75, start=fed.origin - 50)  # ends 5 s ago
+    assert clip.start == pytest.approx(fed.origin)
     assert clip.duration == pytest.approx(26)
     assert clip.complete
 
 
-def test_dvr_rolls_over_but_clips_keep_their_segments(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+async def test_dvr_rolls_over_but_clips_keep_their_segments(
+    make_fed: MakeFed, clock: ManualClock
 ) -> None:
-    store = make_store(dvr=20)
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    origin = feed_past(feed, clock, 5)  # 10 s
-    clip = store.create_clip("demo", duration=4, start=origin)
-    held = [s for s in clip.segments()]
+    fed = await make_fed(segments=5, dvr=20)  # 10 s
+    store = fed.store
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin)
+    held = [s for cr in clip.renditions for s in cr.segments]
     # 30 more seconds of live ingest: the first 10 s fall out of a 20 s DVR.
     for k in range(5, 20):
         clock.advance(2)
-        feed.push(k, feed.segment_start(k, origin))
-    stream = store.stream("demo")
-    for rendition in stream.renditions.values():
-        assert rendition.segments[0].start >= clock() - 20 - 2
-        assert len(rendition.segments) <= 11
-    assert all(not s.in_dvr for s in held)
-    assert store.clip("demo", clip.id).segments() == held
-    stats = store.stats()
-    assert stats.clip_only_bytes == sum(s.size for s in held)
-    assert stats.dvr_bytes == sum(s.size for s in stream.segments())
+        await fed.push(k)
+    dvr_keys = set()
+    for r in await store.ladder("demo"):
+        segments = await store.dvr_segments("demo", r.name)
+        assert segments[0].start >= clock() - 20 - 2
+        assert len(segments) <= 11
+        dvr_keys |= {s.key for s in segments}
+    assert not dvr_keys & {s.key for s in held}
+    again = await store.clip("demo", clip.id)
+    assert [s for cr in again.renditions for s in cr.segments] == held
+    for ref in held:  # still readable: the clip holds them
+        assert len(await store.segment_data(ref.key)) == ref.size
+    stats = await store.stats()
+    assert stats.clip_only_bytes == _pinned(clip)
+    assert stats.dvr_bytes == await _dvr_bytes(store)
 
 
-def test_expired_clip_is_gone_and_its_memory_freed(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, origin = fed_store
-    clip = store.create_clip("demo", duration=6, start=origin, expiration=clock() + 120)
-    assert store.stats().pinned_bytes == sum(s.size for s in clip.segments())
+async def test_expired_clip_is_gone_and_its_memory_freed(fed: Fed, clock: ManualClock) -> None:
+    store = fed.store
+    clip = await fed.clips.create_clip(
+        "demo", duration=6, start=fed.origin, expiration=clock() + 120
+    )
+    assert (await store.stats()).pinned_bytes == _pinned(clip)
     clock.advance(119)
-    assert store.clip("demo", clip.id) is clip
+    assert (await store.clip("demo", clip.id)).id == clip.id
     clock.advance(1)
     with pytest.raises(ClipNotFound):
-        store.clip("demo", clip.id)  # gone at the second, before any timer ran
-    assert store.run_due() == [clip]
-    assert store.stats().pinned_bytes == 0
-    assert store.list_clips("demo") == []
+        await store.clip("demo", clip.id)  # gone at the second, before any timer ran
+    fired = await fed.services.timers.tick()
+    assert [(t.clip.id, t.clip.state) for t in fired] == [(clip.id, ClipState.EXPIRED)]
+    assert (await store.stats()).pinned_bytes == 0
+    assert await store.clips("demo") == []
 
 
-def test_many_expired_clips_leave_exact_accounting(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, origin = fed_store
-    dvr_before = store.stats().dvr_bytes
+async def test_many_expired_clips_leave_exact_accounting(fed: Fed, clock: ManualClock) -> None:
+    store = fed.store
+    dvr_before = (await store.stats()).dvr_bytes
     for i in range(50):
-        store.create_clip(
-            "demo", duration=2 + i % 10, start=origin + i % 20, expiration=clock() + 60 + i
+        await fed.clips.create_clip(
+            "demo", duration=2 + i % 10, start=fed.origin + i % 20, expiration=clock() + 60 + i
         )
     clock.advance(3600)
-    store.sweep_all()
-    assert len(store.run_due()) == 50
-    stats = store.stats()
+    assert len(await fed.services.timers.tick()) == 50
+    stats = await store.stats()
     assert (stats.pinned_bytes, stats.clip_only_bytes, stats.clips) == (0, 0, 0)
     assert stats.dvr_bytes <= dvr_before
 
 
-def test_budget_evicts_oldest_dvr_segments_first(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+async def test_budget_evicts_oldest_dvr_segments_first(
+    make_fed: MakeFed, ladder_bytes: int
 ) -> None:
-    total_per_loop = sum(len(s) for r in ladder for s in r.segments)
-    store = make_store(budget=total_per_loop)  # room for about 6 segments per rendition
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    feed_past(feed, clock, 12)
-    stats = store.stats()
-    assert stats.held_bytes <= store.budget
+    fed = await make_fed(segments=12, budget=ladder_bytes)  # about 6 segments per rendition
+    stats = await fed.store.stats()
+    assert stats.held_bytes <= fed.store.budget
     assert stats.evicted_segments > 0
-    newest = [r.segments[-1].seq for r in store.stream("demo").renditions.values()]
+    newest = [
+        (await fed.store.dvr_segments("demo", r.name))[-1].key.seq
+        for r in await fed.store.ladder("demo")
+    ]
     assert newest == [11, 11, 11]
 
 
-def test_clip_refused_with_507_when_pins_would_pass_budget(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+async def test_clip_refused_with_507_when_pins_would_pass_budget(
+    make_fed: MakeFed, ladder_bytes: int
 ) -> None:
-    total_per_loop = sum(len(s) for r in ladder for s in r.segments)
-    store = make_store(budget=total_per_loop)
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    origin = feed_past(feed, clock, 6)
-    store.create_clip("demo", duration=6, start=origin)
+    fed = await make_fed(segments=6, budget=ladder_bytes)
+    await fed.clips.create_clip("demo", duration=6, start=fed.origin)
     # Half is pinned; the rest of the DVR plus 8 s still to come would pass the budget.
     with pytest.raises(BudgetExceeded, match="memory budget"):
-        store.create_clip("demo", duration=20, start=origin)
-    assert store.stats().held_bytes <= store.budget
+        await fed.clips.create_clip("demo", duration=20, start=fed.origin)
+    assert (await fed.store.stats()).held_bytes <= fed.store.budget
 
 
-def test_growing_clip_takes_new_segments_then_completes(fed_store: Fed, clock: ManualClock) -> None:
-    store, feed, origin = fed_store
-    clip = store.create_clip("demo", duration=6)  # start omitted: from now on
-    assert not clip.complete
-    assert all(cr.segments == [] for cr in clip.renditions)
+async def test_growing_clip_takes_new_segments_then_completes(fed: Fed, clock: ManualClock) -> None:
+    clip = await fed.clips.create_clip("demo", duration=6)  # start omitted: from now on
+    assert clip.state is ClipState.GROWING and clip.event
+    assert all(cr.segments == () for cr in clip.renditions)
     for k in range(15, 18):
         clock.advance(2)
-        feed.push(k, feed.segment_start(k, origin))
+        await fed.push(k)
+    clip = await fed.store.clip("demo", clip.id)
     assert clip.complete
     assert [len(cr.segments) for cr in clip.renditions] == [3, 3, 3]
     assert clip.duration == pytest.approx(6)
 
 
-def test_growing_clip_completes_short_when_ingest_stops(fed_store: Fed, clock: ManualClock) -> None:
-    store, feed, origin = fed_store
-    clip = store.create_clip("demo", duration=10, start=clock() - 4)
+async def test_growing_clip_completes_short_when_ingest_stops(fed: Fed, clock: ManualClock) -> None:
+    clip = await fed.clips.create_clip("demo", duration=10, start=clock() - 4)
     assert not clip.complete
     clock.advance(2)
-    feed.push(15, feed.segment_start(15, origin))
+    await fed.push(15)
     clock.advance(30)  # past end + grace
-    store.run_due()
-    assert clip.complete and clip.completion_note
+    await fed.services.timers.tick()
+    clip = await fed.store.clip("demo", clip.id)
+    assert clip.complete and clip.note
     assert clip.duration == pytest.approx(6)
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
+    ("kwargs", "field"),
     [
         ({"duration": 0}, "duration"),
         ({"duration": -1}, "duration"),
@@ -165,56 +176,79 @@ def test_growing_clip_completes_short_when_ingest_stops(fed_store: Fed, clock: M
         ({"duration": 5, "expiration": 1_800_000_000 + 5 * 3600}, "expiration"),
     ],
 )
-def test_bad_clip_fields_are_named(fed_store: Fed, kwargs: dict[str, float], field: str) -> None:
-    store, _, _ = fed_store
+async def test_bad_clip_fields_are_named(fed: Fed, kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidField) as err:
-        store.create_clip("demo", **kwargs)  # type: ignore[arg-type]
+        await fed.clips.create_clip("demo", **kwargs)  # type: ignore[arg-type]
     assert err.value.field == field
 
 
-def test_expiration_must_follow_clip_end(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, _ = fed_store
+async def test_expiration_must_follow_clip_end(fed: Fed, clock: ManualClock) -> None:
     with pytest.raises(InvalidField, match="after the clip's end"):
-        store.create_clip("demo", duration=100, start=clock() - 10, expiration=clock() + 80)
+        await fed.clips.create_clip(
+            "demo", duration=100, start=clock() - 10, expiration=clock() + 80
+        )
 
 
-def test_default_expiration_is_end_plus_an_hour(fed_store: Fed, clock: ManualClock) -> None:
-    store, _, _ = fed_store
-    clip = store.create_clip("demo", duration=4, start=clock() - 4)
-    assert clip.expiration == pytest.approx(clock() + 3600)
-
-
-def test_range_rolled_out_of_dvr_is_refused(fed_store: Fed) -> None:
-    store, _, origin = fed_store
-    with pytest.raises(RangeNotInDvr):
-        store.create_clip("demo", duration=10, start=origin - 100)
-
-
-def test_stream_without_media_cannot_be_clipped(make_store: Callable[..., Store]) -> None:
-    store = make_store()
-    store.create_stream("empty", "Empty", 600)
-    with pytest.raises(NothingInDvr):
-        store.create_clip("empty", duration=5)
-    with pytest.raises(StreamNotFound):
-        store.create_clip("nope", duration=5)
-
-
-def test_clip_count_limits_answer_limit_reached(
-    make_store: Callable[..., Store], ladder: list[RecordedRendition], clock: ManualClock
+async def test_default_expiration_is_start_plus_duration_plus_an_hour(
+    fed: Fed, clock: ManualClock
 ) -> None:
-    from packager.errors import LimitReached
+    clip = await fed.clips.create_clip("demo", duration=4, start=clock() - 4)
+    assert clip.expiration == clock() + 3600
 
-    store = make_store(max_clips_per_stream=2, max_clips=3)
-    feed = DemoFeed(Ingest(store), ladder, clock)
-    origin = feed_past(feed, clock, 3)
-    store.create_clip("demo", duration=2, start=origin)
-    store.create_clip("demo", duration=2, start=origin)
+
+async def test_range_rolled_out_of_dvr_is_refused(fed: Fed) -> None:
+    with pytest.raises(RangeNotInDvr):
+        await fed.clips.create_clip("demo", duration=10, start=fed.origin - 100)
+
+
+async def test_stream_without_media_cannot_be_clipped(make_fed: MakeFed) -> None:
+    fed = await make_fed(segments=0)
+    await fed.clips.create_stream("empty", "Empty", 600)
+    with pytest.raises(NothingInDvr):
+        await fed.clips.create_clip("empty", duration=5)
+    with pytest.raises(StreamNotFound):
+        await fed.clips.create_clip("nope", duration=5)
+
+
+async def test_clip_count_limits_answer_limit_reached(
+    make_fed: MakeFed, clock: ManualClock
+) -> None:
+    fed = await make_fed(segments=3, max_clips_per_stream=2, max_clips=3)
+    origin = fed.origin
+    await fed.clips.create_clip("demo", duration=2, start=origin)
+    await fed.clips.create_clip("demo", duration=2, start=origin)
     with pytest.raises(LimitReached, match="per stream"):
-        store.create_clip("demo", duration=2, start=origin)
+        await fed.clips.create_clip("demo", duration=2, start=origin)
     # A second stream may still cut, until the clips of all streams reach max_clips.
-    other = DemoFeed(Ingest(store), ladder, clock, stream_id="other")
-    feed_past(other, clock, 3)
-    store.create_clip("other", duration=2, start=origin)
-    assert len(store.clips) == 3
+    other = DemoFeed(fed.services.ingest, fed.feed.ladder, clock, stream_id="other")
+    await feed_past(other, clock, 3)
+    await fed.clips.create_clip("other", duration=2, start=origin)
+    assert (await fed.store.stats()).clips == 3
     with pytest.raises(LimitReached, match="at once"):
-        store.create_clip("other", duration=2, start=origin)
+        await fed.clips.create_clip("other", duration=2, start=origin)
+
+
+async def test_a_clip_moves_only_along_its_life(fed: Fed, clock: ManualClock) -> None:
+    """The state table: complete -> saving -> saved, never back; an expired clip is gone."""
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin)
+    with pytest.raises(InvalidTransition):
+        await fed.store.update_clip(clip.id, ClipState.SAVED)  # not without saving first
+    saving = await fed.store.update_clip(clip.id, ClipState.SAVING)
+    saved = await fed.store.update_clip(saving.id, ClipState.SAVED, video_id=7)
+    assert (saved.state, saved.video_id) == (ClipState.SAVED, 7)
+    with pytest.raises(InvalidTransition):
+        await fed.store.update_clip(clip.id, ClipState.GROWING)
+    assert (await fed.store.clip("demo", clip.id)).video_id == 7
+
+
+async def test_deleting_a_stream_frees_its_dvr_but_not_what_clips_hold(fed: Fed) -> None:
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin)
+    await fed.store.delete_stream("demo")
+    with pytest.raises(StreamNotFound):
+        await fed.store.stream("demo")
+    stats = await fed.store.stats()
+    assert stats.dvr_bytes == 0 and stats.dvr_segments == 0
+    assert stats.held_bytes == _pinned(clip)
+    for cr in clip.renditions:  # the clip still plays
+        for ref in cr.segments:
+            assert len(await fed.store.segment_data(ref.key)) == ref.size

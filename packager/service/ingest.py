@@ -2,25 +2,28 @@
 
 ffmpeg's HLS muxer (`-method PUT`) sends, per rendition, `init_<n>.mp4`, then each
 `index<k>.m4s` followed by the re-sent playlist; for some renditions the playlist arrives
-*before* the segment it lists. Both orders end with the same timeline here.
+*before* the segment it lists. Both orders end with the same timeline here. Every change goes
+through the store's interface, so it is the same with every backend.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
 import m3u8
 
-from packager.errors import BadMedia, PackagerError
+from packager.errors import BadMedia, PackagerError, StreamNotFound
 from packager.media import boxes
 from packager.media.fragment import parse_segment
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
-from packager.store.dvr import PlaylistEntry, Rendition, Stream
-from packager.store.segment import Segment, Timing
-from packager.store.store import Store
+from packager.store.base import PlaylistEntry, RenditionState, Store
+from packager.store.model import Clip, SegmentKey, SegmentRef, StreamInfo, Timing
 
 MAX_PLAYLIST_BYTES = 1 << 20
 # Boxes before the moov or moof that says what a file is (ftyp/styp, sidx, prft, emsg...).
@@ -52,53 +55,75 @@ class Received(Enum):
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     kind: Received
-    segment: Segment | None = None
+    segment: SegmentRef | None = None
+    completed: tuple[Clip, ...] = ()  # clips this segment completed
 
 
+def init_id(data: bytes) -> str:
+    """An init segment's identity is its content: a re-sent one is the same init."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass
 class Ingest:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    store: Store
+    default_dvr_duration: float
+    # Called with each clip a segment completed (MP4 prebuild, VOD save).
+    on_complete: list[Callable[[Clip], None]] = field(default_factory=list)
 
-    def receive(
+    async def receive(
         self, stream_id: str, rendition_name: str, filename: str, body: bytes
     ) -> IngestResult:
         """Take one pushed file. Raises BadMedia on anything malformed, before anything is
         stored: not even the stream a first push would create."""
         if filename.endswith(".m3u8"):
             entries = parse_playlist(body)
-            self._apply_playlist(self._rendition(stream_id, rendition_name), entries)
+            await self._ensure_stream(stream_id)
+            await self.store.set_playlist(stream_id, rendition_name, entries)
+            await self._late_dates(stream_id, rendition_name, entries)
             return IngestResult(Received.PLAYLIST)
         kind = _kind(body)
         if kind == b"moov":
             init = parse_init(body)
-            self._set_init(self._rendition(stream_id, rendition_name), init)
+            await self._ensure_stream(stream_id)
+            await self.store.put_init(stream_id, rendition_name, init, init_id(body))
             return IngestResult(Received.INIT)
         if kind == b"moof":
-            stream = self.store.streams.get(stream_id)
-            rendition = stream.renditions.get(rendition_name) if stream is not None else None
-            if stream is None or rendition is None or rendition.init is None:
+            state = await self._state(stream_id, rendition_name)
+            if state is None or state.init_id is None:
                 raise NoInitSegment(
                     f"rendition {rendition_name!r} of stream {stream_id!r} has no init segment yet"
                 )
-            return self._add_segment(stream, rendition, filename, body)
+            init = await self.store.init(state.init_id)
+            result = await self._add_segment(state, stream_id, init, filename, body)
+            for clip in result.completed:
+                for hook in self.on_complete:
+                    hook(clip)
+            return result
         raise BadMedia("neither an init segment (moov) nor a media segment (moof)")
 
-    def _rendition(self, stream_id: str, rendition_name: str) -> Rendition:
-        stream = self.store.ensure_stream(stream_id)
-        return stream.renditions.setdefault(rendition_name, Rendition(rendition_name))
+    async def _state(self, stream_id: str, rendition: str) -> RenditionState | None:
+        try:
+            return await self.store.rendition(stream_id, rendition)
+        except StreamNotFound:
+            return None
 
-    def _set_init(self, rendition: Rendition, init: InitSegment) -> None:
-        if rendition.init is not None and rendition.init.data == init.data:
-            return  # re-sent: keep the object, so segments keep sharing one init
-        if rendition.init is not None:
-            rendition.init_changed = True
-        rendition.init = init
+    async def _ensure_stream(self, stream_id: str) -> None:
+        """A stream first seen on ingest is created with the default dvr_duration."""
+        try:
+            await self.store.stream(stream_id)
+        except StreamNotFound:
+            info = StreamInfo(stream_id, stream_id, self.default_dvr_duration, self.store.clock())
+            await self.store.create_stream(info)
 
-    def _add_segment(
-        self, stream: Stream, rendition: Rendition, filename: str, body: bytes
+    async def _add_segment(
+        self,
+        state: RenditionState,
+        stream_id: str,
+        init: InitSegment,
+        filename: str,
+        body: bytes,
     ) -> IngestResult:
-        init = rendition.init
-        assert init is not None
         media = parse_segment(body, init)
         main = media.track(init.main.track_id)
         if main is None or main.duration <= 0:
@@ -106,21 +131,22 @@ class Ingest:
         duration = main.duration / init.main.timescale
         if duration > MAX_SEGMENT_SECONDS:
             raise BadMedia(f"segment lasts {duration:.0f} s, more than {MAX_SEGMENT_SECONDS:g}")
-        prev = rendition.last
+        digest = hashlib.sha256(body).hexdigest()
+        prev = state.last
         if (
             prev is not None
             and prev.name == filename
-            and prev.init is init
-            and prev.main.base_decode_time == main.base_decode_time
+            and prev.init_id == state.init_id
+            and state.last_digest == digest
         ):
-            return IngestResult(Received.DUPLICATE, prev)  # a retried PUT
+            return IngestResult(Received.DUPLICATE, prev)  # a retried PUT: the very same bytes
         contiguous = (
             prev is not None
-            and prev.init is init
-            and not rendition.init_changed
-            and prev.main.end_decode_time == main.base_decode_time
+            and prev.init_id == state.init_id
+            and not state.init_changed
+            and state.last_end_dts == main.base_decode_time
         )
-        entry = rendition.playlist.get(filename)
+        entry = state.playlist.get(filename)
         now = self.store.clock()
         pdt = _trusted_pdt(entry, now)
         if pdt is not None:
@@ -135,35 +161,48 @@ class Ingest:
         if prev is not None and start < prev.end - _BACKWARDS_TOLERANCE:
             # The ring is ordered by time; a clock that went back cannot be placed honestly.
             start, discontinuity = max(start, prev.end), True
-        segment = Segment(
-            seq=rendition.next_seq,
+        video = init.video
+        video_samples = media.track(video.track_id) if video is not None else None
+        keyframe = video is None or (
+            video_samples is not None and video_samples.count > 0 and video_samples.sync[0] == 1
+        )
+        sizes = {t.track_id: t.total_size for t in media.tracks}
+        assert state.init_id is not None
+        ref = SegmentRef(
+            key=SegmentKey(stream_id, state.name, state.next_seq),
             name=filename,
-            data=body,
-            init=init,
-            media=media,
+            init_id=state.init_id,
             start=start,
             duration=duration,
+            size=len(body),
             discontinuity=discontinuity,
+            keyframe=keyframe,
+            frames=video_samples.count if video_samples is not None else 0,
+            track_sizes=tuple(sizes.get(t.track_id, 0) for t in init.tracks),
             timing=timing,
         )
-        self.store.add_segment(stream, rendition, segment)
-        rendition.init_changed = False
-        return IngestResult(Received.SEGMENT, segment)
+        completed = await self.store.add_segment(ref, body, media, main.end_decode_time, digest)
+        return IngestResult(Received.SEGMENT, ref, tuple(completed))
 
-    def _apply_playlist(self, rendition: Rendition, entries: dict[str, PlaylistEntry]) -> None:
-        rendition.playlist = entries
-        # The playlist came after its segment: give that segment the encoder's own clock.
-        segs = rendition.segments
-        for k in range(len(segs) - 1, max(-1, len(segs) - 8), -1):
+    async def _late_dates(
+        self, stream_id: str, rendition: str, entries: Mapping[str, PlaylistEntry]
+    ) -> None:
+        """The playlist came after its segment: give that segment the encoder's own clock."""
+        state = await self._state(stream_id, rendition)
+        if state is None:
+            return
+        segs = list(state.recent)
+        now = self.store.clock()
+        for k in range(len(segs) - 1, -1, -1):
             seg = segs[k]
-            pdt = _trusted_pdt(entries.get(seg.name), self.store.clock())
+            pdt = _trusted_pdt(entries.get(seg.name), now)
             if pdt is None or seg.timing is Timing.PDT:
                 continue
             before_ok = k == 0 or segs[k - 1].start <= pdt
             after_ok = k == len(segs) - 1 or pdt <= segs[k + 1].start
             if before_ok and after_ok:
-                seg.start = pdt
-                seg.timing = Timing.PDT
+                await self.store.retime(seg.key, pdt)
+                segs[k] = dataclasses.replace(seg, start=pdt, timing=Timing.PDT)
 
 
 def _trusted_pdt(entry: PlaylistEntry | None, now: float) -> float | None:

@@ -1,0 +1,172 @@
+"""Cutting instant clips out of a stream's DVR: the contract's rules, over any store.
+
+The cut is computed here from what the store's DVR index says, then handed to the store as a
+finished manifest that it pins atomically; a segment that left the DVR in between (another
+process rolled it) makes the store refuse, and the cut is made again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from packager.errors import (
+    InvalidField,
+    NothingInDvr,
+    RangeNotInDvr,
+)
+from packager.store.base import END_EPSILON, SegmentGone, Store
+from packager.store.model import Clip, ClipRendition, ClipState, StreamInfo
+
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+MIN_EXPIRATION = 60.0  # contract: expiration within [now + 60 s, now + 4 h]
+MAX_EXPIRATION = 4 * 3600.0
+DEFAULT_LIFETIME = 3600.0  # contract: omitted expiration = start + duration + 3600 s
+FUTURE_TOLERANCE = 2.0  # seconds of clock skew allowed on a `start` "in the future"
+CUT_ATTEMPTS = 3  # a cut races the DVR rolling on in another process at most this often
+
+
+@dataclass
+class ClipService:
+    store: Store
+    default_dvr_duration: float
+    # Called with each clip complete when cut (MP4 prebuild, VOD save).
+    on_complete: list[Callable[[Clip], None]] = field(default_factory=list)
+
+    # ---- streams -------------------------------------------------------------------------
+
+    async def create_stream(
+        self, stream_id: str | None, name: str, dvr_duration: float | None
+    ) -> StreamInfo:
+        if stream_id is None:
+            stream_id = secrets.token_hex(8)
+        elif not STREAM_ID.fullmatch(stream_id):
+            raise InvalidField("id", "1-64 characters of A-Z a-z 0-9 _ -, starting alphanumeric")
+        if dvr_duration is None:
+            dvr_duration = self.default_dvr_duration
+        limit = self.store.limits.max_dvr_duration
+        if not 0 < dvr_duration <= limit:
+            raise InvalidField("dvr_duration", f"must be > 0 and <= {limit:g} seconds")
+        info = StreamInfo(stream_id, name or stream_id, dvr_duration, self.store.clock())
+        return await self.store.create_stream(info)
+
+    # ---- clips ---------------------------------------------------------------------------
+
+    async def create_clip(
+        self,
+        stream_id: str,
+        duration: float,
+        start: float | None = None,
+        expiration: float | None = None,
+        vod_required: bool = False,
+        name: str | None = None,
+        private: bool = False,
+    ) -> Clip:
+        for attempt in range(CUT_ATTEMPTS):
+            try:
+                clip = await self._cut(
+                    stream_id, duration, start, expiration, vod_required, name, private
+                )
+                break
+            except SegmentGone:
+                if attempt == CUT_ATTEMPTS - 1:
+                    raise
+        if clip.complete:
+            for hook in self.on_complete:
+                hook(clip)
+        return clip
+
+    async def _cut(
+        self,
+        stream_id: str,
+        duration: float,
+        start: float | None,
+        expiration: float | None,
+        vod_required: bool,
+        name: str | None,
+        private: bool,
+    ) -> Clip:
+        store = self.store
+        now = store.clock()
+        stream = await store.stream(stream_id)
+        await store.sweep()
+        if not 0 < duration <= stream.dvr_duration:
+            raise InvalidField(
+                "duration",
+                f"must be > 0 and <= the stream's dvr_duration ({stream.dvr_duration:g} s)",
+            )
+        if start is None:
+            start = now
+        elif start > now + FUTURE_TOLERANCE:
+            raise InvalidField("start", "must not lie in the future")
+        end = start + duration
+        expiration = default_expiration(now, end, expiration)
+        ladder = await store.ladder(stream_id)
+        if not ladder:
+            raise NothingInDvr(f"stream {stream_id!r} has no media in its DVR yet")
+        cuts = [await store.dvr_segments(stream_id, r.name, start, end) for r in ladder]
+        growing = any(r.end < end - END_EPSILON for r in ladder)
+        if not growing and not any(cuts):
+            dvr_start = min(r.start for r in ladder)
+            dvr_end = max(r.end for r in ladder)
+            raise RangeNotInDvr(
+                f"[{start:.3f}, {end:.3f}) is not in the DVR, which holds "
+                f"[{dvr_start:.3f}, {dvr_end:.3f})"
+            )
+        kept = [(r, cut) for r, cut in zip(ladder, cuts, strict=True) if cut or growing]
+        renditions = tuple(
+            ClipRendition(
+                number=number,
+                height=rendition.height,
+                source=rendition.name,
+                target_duration=rendition.target_duration,
+                init_id=rendition.init_id,
+                bandwidth=rendition.peak_bitrate,
+                average_bandwidth=math.ceil(rendition.bitrate),
+                source_frame_rate=rendition.frame_rate,
+                segments=tuple(cut),
+            )
+            for number, (rendition, cut) in enumerate(kept, start=1)
+        )
+        clip = Clip(
+            id=secrets.token_hex(16),  # 128 random bits: links are unguessable
+            stream_id=stream_id,
+            created_at=now,
+            requested_start=start,
+            requested_end=end,
+            expiration=expiration,
+            vod_required=vod_required,
+            renditions=renditions,
+            state=ClipState.GROWING if growing else ClipState.COMPLETE,
+            name=name,
+            private=private,
+            event=growing,
+            completed_at=None if growing else now,
+        )
+        return await store.add_clip(clip)
+
+    async def clip(self, stream_id: str, clip_id: str) -> Clip:
+        return await self.store.clip(stream_id, clip_id)
+
+    async def clips(self, stream_id: str) -> list[Clip]:
+        await self.store.stream(stream_id)
+        return await self.store.clips(stream_id)
+
+
+def default_expiration(now: float, end: float, expiration: float | None) -> float:
+    """The contract's rule: omitted, Gcore's `start + duration + 3600` as a whole second (the
+    end rounded up on milliseconds, so float noise cannot add a second), raised only to the
+    minimum life (a clip cut from long ago lives a minute) and capped at the maximum; given,
+    within [now + 60 s, now + 4 h] and after the clip's end."""
+    latest = now + MAX_EXPIRATION
+    if expiration is None:
+        default = math.ceil(round(end, 3)) + DEFAULT_LIFETIME
+        return min(max(default, math.ceil(now + MIN_EXPIRATION)), math.floor(latest))
+    if not now + MIN_EXPIRATION <= expiration <= latest:
+        raise InvalidField("expiration", "must lie within [now + 60 s, now + 4 h]")
+    if expiration <= end:
+        raise InvalidField("expiration", "must lie after the clip's end (start + duration)")
+    return expiration

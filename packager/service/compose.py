@@ -1,0 +1,63 @@
+"""The composition root: every service of a packager process, built from its settings in one
+place. http/ only maps requests onto these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from packager.clock import Clock
+from packager.config import Config
+from packager.service.clips import ClipService
+from packager.service.ingest import Ingest
+from packager.service.mp4 import Mp4Builds
+from packager.service.playlists import Playlists
+from packager.service.timers import Timers
+from packager.service.vod import VideoSaver
+from packager.store.base import Limits, Store
+from packager.store.memory import MemoryStore
+from packager.store.videos import VideoLibrary
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    ingest: Ingest
+    clips: ClipService
+    mp4: Mp4Builds
+    playlists: Playlists
+    timers: Timers
+    videos: VideoLibrary
+    saver: VideoSaver
+
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
+
+
+def build_store(config: Config, clock: Clock) -> Store:
+    limits = Limits(completion_grace=config.completion_grace)
+    return MemoryStore(clock, config.memory_budget, limits)
+
+
+def build_services(
+    config: Config,
+    clock: Clock,
+    store: Store | None = None,
+    observe_build: Callable[[float], None] = lambda seconds: None,
+) -> Services:
+    store = store or build_store(config, clock)
+    ingest = Ingest(store, config.dvr_duration)
+    clips = ClipService(store, config.dvr_duration)
+    mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes)
+    playlists = Playlists(store)
+    timers = Timers(store)
+    videos = VideoLibrary(config.data_dir)
+    saver = VideoSaver(store, videos, mp4)
+    for complete in (ingest.on_complete, clips.on_complete, timers.on_complete):
+        complete.append(mp4.prebuild)
+        complete.append(saver.on_complete)
+    timers.on_expire.append(mp4.forget)
+    timers.on_expire.append(playlists.forget)
+    return Services(config, store, ingest, clips, mp4, playlists, timers, videos, saver)

@@ -1,0 +1,104 @@
+"""Durable VOD copies: a completed `vod_required` clip is written to disk in a thread, and its
+life moves COMPLETE -> SAVING -> SAVED (or FAILED, with the reason) in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from packager.errors import ClipNotFound
+from packager.package.spec import video_spec
+from packager.service.mp4 import Mp4Builds
+from packager.store.base import Store
+from packager.store.model import Clip, ClipState
+from packager.store.videos import Video, VideoFile, VideoLibrary
+
+log = logging.getLogger(__name__)
+
+
+class VideoSaver:
+    """Hook on completion: one copy per clip, however often it is told the clip completed."""
+
+    def __init__(self, store: Store, library: VideoLibrary, builds: Mp4Builds) -> None:
+        self.store = store
+        self.library = library
+        self.builds = builds
+        self.pending: set[asyncio.Task[None]] = set()
+        self._saving: set[str] = set()
+
+    def on_complete(self, clip: Clip) -> None:
+        if not clip.vod_required or clip.id in self._saving or self.library.for_clip(clip.id):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # completed outside the server (a script): nothing to run it
+            return
+        self._saving.add(clip.id)
+        task = loop.create_task(self._save(clip))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _save(self, clip: Clip) -> None:
+        try:
+            clip = await self.store.update_clip(clip.id, ClipState.SAVING)
+            video = await self._write(clip)
+        except ClipNotFound:
+            return  # it expired meanwhile
+        except Exception as exc:
+            log.exception("saving clip %s failed", clip.id)
+            await self._mark(clip, ClipState.FAILED, vod_error=f"saving the VOD failed: {exc}")
+        else:
+            log.info("clip %s saved as video %s", clip.id, video.id)
+            await self._mark(clip, ClipState.SAVED, video_id=video.id)
+        finally:
+            self._saving.discard(clip.id)
+
+    async def _mark(
+        self, clip: Clip, state: ClipState, *, video_id: int | None = None, vod_error: str = ""
+    ) -> None:
+        try:
+            await self.store.update_clip(
+                clip.id, state, video_id=video_id, vod_error=vod_error or None
+            )
+        except ClipNotFound:
+            pass  # expired while saving: the video (if any) is still listed under /videos
+
+    async def _write(self, clip: Clip) -> Video:
+        renditions = [cr for cr in clip.renditions if cr.segments]
+        if not renditions:
+            raise ValueError("the clip holds no media to save")
+        bodies = []
+        for cr in renditions:
+            built = await self.builds.get(clip, cr, clip.completed_at or clip.created_at, wait=True)
+            init = await self.store.init(cr.first_init)
+            video = init.video
+            info = VideoFile(
+                rendition=cr.name,
+                size=0,
+                sha256="",
+                width=video.width if video else 0,
+                height=video.height if video else 0,
+                codecs=init.codecs,
+                bandwidth=cr.average_bitrate(),
+            )
+            bodies.append((info, built.layout.iter_range()))
+        video_id, slug = await asyncio.to_thread(self.library.reserve)
+        reference_init = await self.store.init(clip.reference.first_init)
+        draft = Video(
+            id=video_id,
+            slug=slug,
+            clip_id=clip.id,
+            stream_id=clip.stream_id,
+            name=clip.name,
+            created_at=clip.completed_at or clip.created_at,
+            start=clip.start,
+            duration=clip.duration,
+            spec=video_spec(clip.reference, reference_init, clip.duration),
+            private=clip.private,
+        )
+        return await asyncio.to_thread(self.library.write, draft, bodies)
+
+    async def drain(self) -> None:
+        """Graceful shutdown: let every write under way finish."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)

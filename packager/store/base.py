@@ -1,0 +1,143 @@
+"""The store's contract: one `Protocol` every backend implements (memory.py, redis.py), and
+the small value types that travel with it.
+
+Async throughout because a remote backend needs it; the in-memory one answers without ever
+yielding. Everything that changes state goes through these methods (ingest included), so a
+backend can make each step atomic: Redis does the multi-key ones in Lua on one hash slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from packager.clock import Clock
+from packager.errors import PackagerError
+from packager.media.model import InitSegment, SegmentMedia
+from packager.store.model import (
+    Clip,
+    ClipState,
+    RenditionInfo,
+    SegmentKey,
+    SegmentRef,
+    StoreStats,
+    StreamInfo,
+)
+
+# A PDT has millisecond precision: a segment must overlap a cut by more than that to count,
+# or a cut on a boundary would take a neighbour for a rounding error.
+OVERLAP_EPSILON = 0.002
+END_EPSILON = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_streams: int = 1000
+    max_renditions: int = 16  # per stream: a ladder has a handful
+    max_clips_per_stream: int = 1000
+    max_clips: int = 10000
+    max_dvr_duration: float = 4 * 3600.0
+    completion_grace: float = 10.0  # how long past its end a growing clip waits for the ingest
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistEntry:
+    """What the encoder's own playlist says of one segment file."""
+
+    duration: float
+    program_date_time: float | None
+    discontinuity: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionState:
+    """What the ingest needs to know of a rendition to place its next segment."""
+
+    name: str
+    init_id: str | None
+    init_changed: bool  # a new init arrived: the next segment starts a discontinuity
+    last: SegmentRef | None
+    last_end_dts: int | None  # where the last segment's main track ended, in its timescale
+    last_digest: str | None  # sha256 of the last segment's bytes: a retried PUT is identical
+    playlist: Mapping[str, PlaylistEntry]  # the latest playlist's entries by file name
+    recent: tuple[SegmentRef, ...]  # the last few segments, oldest first
+    next_seq: int  # the number the next segment gets
+    demux: str | None  # an MPEG-TS rendition's demuxer state (JSON)
+
+
+class TimerKind(Enum):
+    EXPIRE = 1
+    DEADLINE = 2  # a growing clip's end + grace: complete it with what it has
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A timer that fired, with the clip as it left it."""
+
+    kind: TimerKind
+    clip: Clip
+
+
+class SegmentGone(PackagerError):
+    """A segment a cut chose left the DVR before the clip could pin it: cut again."""
+
+    code = "segment_gone"
+
+
+class Store(Protocol):
+    """Streams, their DVR rings, clips, timers and memory accounting, behind one interface."""
+
+    clock: Clock
+    budget: int
+    limits: Limits
+
+    # streams
+    async def create_stream(self, info: StreamInfo) -> StreamInfo: ...
+    async def stream(self, stream_id: str) -> StreamInfo: ...
+    async def streams(self) -> list[StreamInfo]: ...
+    async def delete_stream(self, stream_id: str) -> None: ...
+    async def ladder(self, stream_id: str) -> list[RenditionInfo]: ...
+    async def dvr_segments(
+        self, stream_id: str, rendition: str, start: float | None = None, end: float | None = None
+    ) -> list[SegmentRef]: ...
+
+    # ingest
+    async def rendition(self, stream_id: str, name: str) -> RenditionState | None: ...
+    async def put_init(
+        self, stream_id: str, rendition: str, init: InitSegment, init_id: str
+    ) -> bool: ...
+    async def set_playlist(
+        self, stream_id: str, rendition: str, entries: dict[str, PlaylistEntry]
+    ) -> None: ...
+    async def set_demux_state(self, stream_id: str, rendition: str, state: str) -> None: ...
+    async def retime(self, key: SegmentKey, start: float) -> None: ...
+    async def next_seq(self, stream_id: str, rendition: str) -> int: ...
+    async def add_segment(
+        self, ref: SegmentRef, data: bytes, media: SegmentMedia, end_dts: int, digest: str
+    ) -> list[Clip]: ...
+    async def sweep(self) -> None: ...
+
+    # clips
+    async def add_clip(self, clip: Clip) -> Clip: ...
+    async def clip(self, stream_id: str, clip_id: str) -> Clip: ...
+    async def clips(self, stream_id: str) -> list[Clip]: ...
+    async def all_clips(self) -> list[Clip]: ...
+    async def update_clip(
+        self,
+        clip_id: str,
+        state: ClipState,
+        *,
+        video_id: int | None = None,
+        vod_error: str | None = None,
+    ) -> Clip: ...
+    async def next_deadline(self) -> float | None: ...
+    async def fire_due(self) -> list[Timer]: ...
+
+    # reading
+    async def init(self, init_id: str) -> InitSegment: ...
+    async def segment_data(self, key: SegmentKey) -> bytes: ...
+    async def segment_media(self, key: SegmentKey) -> SegmentMedia: ...
+    async def stats(self) -> StoreStats: ...
+    async def close(self) -> None: ...
