@@ -130,11 +130,25 @@ class TrackSamples:
         return self.base_decode_time + self.duration
 
 
+# What a Python object costs beyond its items (an array header, a dataclass with slots).
+_ARRAY_OVERHEAD = 80
+_OBJECT_OVERHEAD = 120
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentMedia:
     """What a media segment holds, per track, as parsed from its moof/traf/trun boxes."""
 
     tracks: tuple[TrackSamples, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory its tables take: what the budget counts beside the segment's own bytes."""
+        total = _OBJECT_OVERHEAD
+        for t in self.tracks:
+            arrays = (t.durations, t.sizes, t.offsets, t.cts_offsets, t.sync)
+            total += _OBJECT_OVERHEAD + sum(_ARRAY_OVERHEAD + len(a) * a.itemsize for a in arrays)
+        return total
 
     def track(self, track_id: int) -> TrackSamples | None:
         return next((t for t in self.tracks if t.track_id == track_id), None)

@@ -35,6 +35,7 @@ MAX_SEGMENT_SECONDS = 600.0
 _PDT_RANGE = (0.0, 253402300799.0)
 MAX_CLOCK_SKEW = 86400.0  # seconds between an encoder's program-date-time and our clock
 TAIL_ENTRIES = 16  # playlist entries read: a segment is matched to its entry within seconds
+REF_COST = 600  # bytes a stored segment's record takes beside its bytes and tables
 # A start this far inside the previous segment means the encoder's clock jumped back.
 _BACKWARDS_TOLERANCE = 0.5
 
@@ -180,6 +181,7 @@ class Ingest:
             frames=video_samples.count if video_samples is not None else 0,
             track_sizes=tuple(sizes.get(t.track_id, 0) for t in init.tracks),
             timing=timing,
+            cost=len(body) + media.nbytes + REF_COST,
         )
         completed = await self.store.add_segment(ref, body, media, main.end_decode_time, digest)
         return IngestResult(Received.SEGMENT, ref, tuple(completed))

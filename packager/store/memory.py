@@ -288,7 +288,7 @@ class MemoryStore:
         stream = self._stream(ref.key.stream_id)
         rendition = stream.renditions[ref.key.rendition]
         self._sweep(stream)
-        self._make_room(ref.size)
+        self._make_room(ref.cost)
         seg = _Segment(ref, data, media)
         rendition.segments.append(seg)
         rendition.next_seq = ref.key.seq + 1
@@ -297,7 +297,7 @@ class MemoryStore:
         rendition.last_digest = digest
         self._segments[ref.key] = seg
         self._init_users[ref.init_id] = self._init_users.get(ref.init_id, 0) + 1
-        self._dvr_bytes += ref.size
+        self._dvr_bytes += ref.cost
         self._dvr_segments += 1
         completed = []
         for clip_id in list(stream.growing):
@@ -320,11 +320,11 @@ class MemoryStore:
     def _evict(self, rendition: _Rendition) -> None:
         seg = rendition.segments.popleft()
         seg.in_dvr = False
-        self._dvr_bytes -= seg.ref.size
+        self._dvr_bytes -= seg.ref.cost
         self._dvr_segments -= 1
         self._evicted += 1
         if seg.pins:
-            self._clip_only_bytes += seg.ref.size
+            self._clip_only_bytes += seg.ref.cost
         else:
             self._forget(seg)
 
@@ -349,7 +349,7 @@ class MemoryStore:
             seg = oldest.segments[0]
             self._evict(oldest)
             if not seg.pins:
-                need -= seg.ref.size
+                need -= seg.ref.cost
 
     @property
     def held_bytes(self) -> int:
@@ -383,7 +383,7 @@ class MemoryStore:
 
     def _check_budget(self, clip: Clip, segments: list[_Segment]) -> None:
         """Refuse a clip whose pinned bytes (now and still to come) would pass the budget."""
-        new = sum(s.ref.size for s in {id(s): s for s in segments}.values() if not s.pins)
+        new = sum(s.ref.cost for s in {id(s): s for s in segments}.values() if not s.pins)
         future = self._future_bytes(clip)
         reserved = sum(
             self._future_bytes(self._clips[cid])
@@ -411,15 +411,15 @@ class MemoryStore:
 
     def _pin(self, seg: _Segment) -> None:
         if seg.pins == 0:
-            self._pinned_bytes += seg.ref.size
+            self._pinned_bytes += seg.ref.cost
         seg.pins += 1
 
     def _unpin(self, seg: _Segment) -> None:
         seg.pins -= 1
         if seg.pins == 0:
-            self._pinned_bytes -= seg.ref.size
+            self._pinned_bytes -= seg.ref.cost
             if not seg.in_dvr:
-                self._clip_only_bytes -= seg.ref.size
+                self._clip_only_bytes -= seg.ref.cost
                 self._forget(seg)
 
     def _feed(self, clip: Clip, seg: _Segment) -> Clip:

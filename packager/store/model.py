@@ -88,12 +88,15 @@ class SegmentRef:
     init_id: str  # content hash of its init segment
     start: float  # wall clock, unix seconds
     duration: float  # seconds, from the main track's sample durations
-    size: int  # bytes
+    size: int  # bytes of the segment file
     discontinuity: bool  # the timeline does not continue from the previous segment
     keyframe: bool  # its first main-track sample is a sync sample (decodes on its own)
     frames: int = 0  # video samples (for FRAME-RATE)
     track_sizes: tuple[int, ...] = ()  # sample bytes per track, in the init's track order
     timing: Timing = Timing.ARRIVAL
+    # What holding it costs, for the memory budget: its bytes plus what parsing them built
+    # (sample tables), so a tiny segment claiming 200,000 samples costs what it really costs.
+    cost: int = 0
 
     @property
     def end(self) -> float:

@@ -21,13 +21,13 @@ from tests.conftest import Fed, MakeFed, feed_past
 
 
 def _pinned(clip: Clip) -> int:
-    return sum(s.size for s in {s.key: s for cr in clip.renditions for s in cr.segments}.values())
+    return sum(s.cost for s in {s.key: s for cr in clip.renditions for s in cr.segments}.values())
 
 
 async def _dvr_bytes(store: Store, stream: str = "demo") -> int:
     total = 0
     for r in await store.ladder(stream):
-        total += sum(s.size for s in await store.dvr_segments(stream, r.name))
+        total += sum(s.cost for s in await store.dvr_segments(stream, r.name))
     return total
 
 
