@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt("host", help="listen address (default 127.0.0.1)")
     opt("port", int, help="listen port (default 8080)")
     opt("api-keys", help="comma-separated management API keys (default: data/api_key)")
-    opt("ingest-key", help="key the encoder must send (?key= or Bearer); default none")
+    opt("ingest-key", help="operator's push key for any stream (Authorization: Bearer)")
     opt("playback-secret", help="HMAC key for private clips' signed links (data/playback_secret)")
     opt("max-concurrent-remuxes", int, help="MP4 layouts built at once before 503 (4)")
     opt("dvr-duration", float, help="default DVR length of a new stream, seconds (3600)")
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "event-loop",
         help="uvloop (default: more throughput) or asyncio (fairer tail latency)",
         choices=["uvloop", "asyncio"],
+    )
+    serve.add_argument(
+        "--anonymous-ingest",
+        action="store_true",
+        default=(_env("anonymous_ingest") or "").lower() in ("1", "true", "yes"),
+        help="take pushes without a key (and create streams on first push): trusted networks only",
     )
     serve.add_argument(
         "--demo",

@@ -33,7 +33,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     api_keys: tuple[str, ...] = ()
-    ingest_key: str | None = None
+    ingest_key: str | None = None  # the operator's push key: any stream, creates streams
+    anonymous_ingest: bool = False  # pushes without a key create and feed streams without one
     dvr_duration: float = 3600.0
     memory_budget: int = field(default_factory=default_memory_budget)
     data_dir: Path = Path("data")

@@ -180,12 +180,16 @@ async def _stream_id(body: dict[str, Any], request: web.Request) -> str | None:
 async def create_stream(request: web.Request) -> web.Response:
     authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
-    stream = await request.app[SERVICES].clips.create_stream(
+    stream, push_key = await request.app[SERVICES].clips.create_stream(
         await _stream_id(body, request),
         string(body, "name") or "",
         number(body, "dvr_duration"),
     )
-    return json_response(await stream_json(stream, request), status=201)
+    view = await stream_json(stream, request)
+    # The push key is shown once, here; the store keeps only its hash.
+    view["push_url"] = f"{base_url(request)}/ingest/{stream.id}"
+    view["push_key"] = push_key
+    return json_response(view, status=201)
 
 
 @gcore_route(routes, "GET", "/streams")
@@ -200,6 +204,14 @@ async def get_stream(request: web.Request) -> web.Response:
     authorize(request)
     stream = await request.app[SERVICES].store.stream(request.match_info["stream_id"])
     return json_response(await stream_json(stream, request))
+
+
+@gcore_route(routes, "DELETE", "/streams/{stream_id}")
+async def delete_stream(request: web.Request) -> web.Response:
+    """The stream and its DVR go; what its clips hold stays until they expire."""
+    authorize(request)
+    await request.app[SERVICES].store.delete_stream(request.match_info["stream_id"])
+    return web.Response(status=204)
 
 
 @gcore_route(routes, "POST", "/streams/{stream_id}/clip_recording")

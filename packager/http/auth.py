@@ -1,4 +1,7 @@
-"""API and ingest keys: `Authorization: apikey <t>` or `Bearer <t>` (ingest also `?key=`)."""
+"""API and ingest keys: `Authorization: apikey <t>` or `Bearer <t>`.
+
+Ingest keys travel in the header only: ffmpeg's HLS muxer sends `-headers` on every PUT but
+drops a `?key=` query from segment PUTs, and a key in a URL ends up in logs."""
 
 from __future__ import annotations
 
@@ -9,13 +12,12 @@ from aiohttp import web
 from packager.errors import Unauthorized
 
 
-def _token(request: web.Request, allow_query: bool) -> str | None:
+def bearer_token(request: web.Request) -> str | None:
+    """The key of `Authorization: Bearer <key>` (or `apikey <key>`), if any."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() in ("apikey", "bearer") and value.strip():
         return value.strip()
-    if allow_query:
-        return request.query.get("key")
     return None
 
 
@@ -30,16 +32,8 @@ def _matches(token: str, keys: tuple[str, ...]) -> bool:
 
 
 def require_api_key(request: web.Request, keys: tuple[str, ...]) -> None:
-    token = _token(request, allow_query=False)
+    token = bearer_token(request)
     if token is None:
         raise Unauthorized("send 'Authorization: apikey <key>' or 'Authorization: Bearer <key>'")
     if not _matches(token, keys):
         raise Unauthorized("the API key is not valid")
-
-
-def require_ingest_key(request: web.Request, key: str | None) -> None:
-    if key is None:
-        return
-    token = _token(request, allow_query=True)
-    if token is None or not _matches(token, (key,)):
-        raise Unauthorized("ingest needs the ingest key (?key= or Authorization: Bearer)")

@@ -18,6 +18,7 @@ from packager.errors import (
     NothingInDvr,
     RangeNotInDvr,
 )
+from packager.service.ingest import key_hash
 from packager.store.base import END_EPSILON, SegmentGone, Store
 from packager.store.model import Clip, ClipRendition, ClipState, StreamInfo
 
@@ -40,7 +41,8 @@ class ClipService:
 
     async def create_stream(
         self, stream_id: str | None, name: str, dvr_duration: float | None
-    ) -> StreamInfo:
+    ) -> tuple[StreamInfo, str]:
+        """A new stream and its push key: handed out once, only its hash is kept."""
         if stream_id is None:
             stream_id = secrets.token_hex(8)
         elif not STREAM_ID.fullmatch(stream_id):
@@ -50,8 +52,15 @@ class ClipService:
         limit = self.store.limits.max_dvr_duration
         if not 0 < dvr_duration <= limit:
             raise InvalidField("dvr_duration", f"must be > 0 and <= {limit:g} seconds")
-        info = StreamInfo(stream_id, name or stream_id, dvr_duration, self.store.clock())
-        return await self.store.create_stream(info)
+        push_key = secrets.token_urlsafe(24)
+        info = StreamInfo(
+            stream_id,
+            name or stream_id,
+            dvr_duration,
+            self.store.clock(),
+            push_key_hash=key_hash(push_key),
+        )
+        return await self.store.create_stream(info), push_key
 
     # ---- clips ---------------------------------------------------------------------------
 

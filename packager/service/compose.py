@@ -48,7 +48,9 @@ def build_services(
     observe_build: Callable[[float], None] = lambda seconds: None,
 ) -> Services:
     store = store or build_store(config, clock)
-    ingest = Ingest(store, config.dvr_duration)
+    ingest = Ingest(
+        store, config.dvr_duration, config.ingest_key, anonymous=config.anonymous_ingest
+    )
     clips = ClipService(store, config.dvr_duration)
     mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes)
     playlists = Playlists(store)

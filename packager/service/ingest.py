@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from enum import Enum
 
 import m3u8
 
-from packager.errors import BadMedia, PackagerError, StreamNotFound
+from packager.errors import BadMedia, PackagerError, StreamNotFound, Unauthorized
 from packager.media import boxes
 from packager.media.fragment import parse_segment
 from packager.media.init import parse_init
@@ -65,18 +66,63 @@ def init_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
+def key_hash(key: str) -> str:
+    """What the store keeps of a stream's push key: never the key itself."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 @dataclass
 class Ingest:
     store: Store
     default_dvr_duration: float
+    ingest_key: str | None = None  # the operator's key: may push to (and create) any stream
+    anonymous: bool = False  # pushes without a key, to streams without one, create streams
     # Called with each clip a segment completed (MP4 prebuild, VOD save).
     on_complete: list[Callable[[Clip], None]] = field(default_factory=list)
 
+    async def authorize(self, stream_id: str, key: str | None) -> bool:
+        """Whether a push with this key may go to this stream; raises Unauthorized if not.
+        True when the push may also create the stream (the ingest key, anonymous ingest)."""
+        if key is not None and self.ingest_key is not None and _same(key, self.ingest_key):
+            return True
+        try:
+            stream = await self.store.stream(stream_id)
+        except StreamNotFound:
+            if self.anonymous and key is None:
+                return True
+            raise Unauthorized(
+                f"no stream {stream_id!r}: create it with POST /streams and push with its "
+                "push_key as 'Authorization: Bearer <key>'"
+            ) from None
+        if stream.push_key_hash is None:
+            if self.anonymous and key is None:
+                return False
+        elif key is not None and _same(key_hash(key), stream.push_key_hash):
+            return False
+        raise Unauthorized(
+            f"pushing to stream {stream_id!r} needs its push_key (or the ingest key) as "
+            "'Authorization: Bearer <key>'"
+        )
+
     async def receive(
-        self, stream_id: str, rendition_name: str, filename: str, body: bytes
+        self,
+        stream_id: str,
+        rendition_name: str,
+        filename: str,
+        body: bytes,
+        may_create: bool = True,
     ) -> IngestResult:
         """Take one pushed file. Raises BadMedia on anything malformed, before anything is
-        stored: not even the stream a first push would create."""
+        stored: not even the stream a first push would create. `may_create`: a stream first
+        seen here is created (what `authorize` allowed)."""
+        if not may_create:
+            await self.store.stream(stream_id)  # it must exist
         if filename.endswith(".m3u8"):
             entries = parse_playlist(body)
             await self._ensure_stream(stream_id)

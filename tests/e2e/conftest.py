@@ -89,8 +89,18 @@ def server(tmp_path: Path) -> Iterator[Server]:
     stop_server(srv)
 
 
-def push_live_ladder(ffmpeg_exe: str, url: str, seconds: float) -> None:
-    """A live encoder: test pattern + tone, 3 renditions, pushed with -method PUT in real time."""
+def create_stream(server: Server, stream_id: str, dvr_duration: float = 3600) -> tuple[str, str]:
+    """POST /streams: (push_url, push_key), as an operator sets an encoder up."""
+    status, made = server.request(
+        "POST", "/streams", {"id": stream_id, "name": stream_id, "dvr_duration": dvr_duration}
+    )
+    assert status == 201, made
+    return made["push_url"], made["push_key"]
+
+
+def push_live_ladder(ffmpeg_exe: str, url: str, seconds: float, key: str) -> None:
+    """A live encoder: test pattern + tone, 3 renditions, pushed with -method PUT in real time,
+    its key in a header on every PUT (ffmpeg's HLS muxer drops a `?key=` from segment PUTs)."""
     video = ffmpeg.input("testsrc2=size=640x360:rate=30", f="lavfi", re=None)
     audio = ffmpeg.input("sine=frequency=1000:sample_rate=48000", f="lavfi", re=None)
     split = video.video.filter_multi_output("split", 3)
@@ -115,6 +125,7 @@ def push_live_ladder(ffmpeg_exe: str, url: str, seconds: float) -> None:
         hls_segment_type="fmp4",
         hls_flags="program_date_time",
         method="PUT",
+        headers=f"Authorization: Bearer {key}\r\n",
         var_stream_map="v:0,a:0 v:1,a:1 v:2,a:2",
         **{"b:v:0": "200k", "b:v:1": "400k", "b:v:2": "700k"},
     ).global_args("-v", "error", "-nostdin")

@@ -10,13 +10,21 @@ from pathlib import Path
 import m3u8
 import pytest
 
-from tests.e2e.conftest import Server, decode, push_live_ladder, start_server, stop_server
+from tests.e2e.conftest import (
+    Server,
+    create_stream,
+    decode,
+    push_live_ladder,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 def test_ffmpeg_push_then_clip_plays_in_ffmpeg(server: Server, ffmpeg_exe: str) -> None:
-    push_live_ladder(ffmpeg_exe, f"{server.base}/ingest/live/%v/index.m3u8", seconds=9)
+    push_url, push_key = create_stream(server, "live")
+    push_live_ladder(ffmpeg_exe, f"{push_url}/%v/index.m3u8", seconds=9, key=push_key)
     status, stream = server.request("GET", "/streams/live")
     assert status == 200, stream
     assert [r["height"] for r in stream["renditions"]] == [144, 240, 360]

@@ -55,6 +55,7 @@ class HttpEncoder:
 
     base: str
     stream_id: str
+    key: str  # the stream's push key, sent on every PUT as ffmpeg's `-headers` does
     ladder: list[RecordedRendition]
     filled: threading.Event = field(default_factory=threading.Event)  # the backfill is in
     stop: threading.Event = field(default_factory=threading.Event)
@@ -64,6 +65,7 @@ class HttpEncoder:
         for rendition, name, body in feed.files(k, start):
             url = f"{self.base}/ingest/{self.stream_id}/{rendition}/{name}"
             request = urllib.request.Request(url, data=body, method="PUT")
+            request.add_header("Authorization", f"Bearer {self.key}")
             try:
                 urllib.request.urlopen(request, timeout=10).close()
             except OSError as exc:
@@ -109,7 +111,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             max_retries=0,
         )
         stream = client.streaming.streams.create(name="match", dvr_duration=3600)
-        encoder = HttpEncoder(server.base, str(stream.id), load_ladder(LADDER_DIR))
+        push_key = _extra(stream, "push_key")
+        encoder = HttpEncoder(server.base, str(stream.id), push_key, load_ladder(LADDER_DIR))
         thread = threading.Thread(target=encoder.run, daemon=True)
         thread.start()
         assert encoder.filled.wait(60) and not encoder.errors, encoder.errors[:3]
@@ -129,7 +132,7 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
         return err.code, dict(err.headers), err.read()
 
 
-def _extra(model: Clip | Video, name: str) -> Any:
+def _extra(model: Clip | Video | Stream, name: str) -> Any:
     """A field beyond the SDK's model (its models allow extra fields)."""
     assert model.model_extra is not None and name in model.model_extra, name
     return model.model_extra[name]

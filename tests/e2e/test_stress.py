@@ -200,9 +200,10 @@ def _pdt(ts: float) -> str:
 class Pusher(threading.Thread):
     """Pushes segment k of the endless replay once the app clock passes its end."""
 
-    def __init__(self, port: int, clock: WarpClock, source: Source, tally: Tally) -> None:
+    def __init__(self, port: int, clock: WarpClock, source: Source, tally: Tally, key: str) -> None:
         super().__init__(daemon=True)
         self.http = Http(port, tally)
+        self.auth = {"Authorization": f"Bearer {key}"}  # the stream's push key
         self.clock, self.source, self.tally = clock, source, tally
         self.origin = clock() - DVR  # the first DVR's worth goes at once
         self.stop = threading.Event()
@@ -214,7 +215,7 @@ class Pusher(threading.Thread):
         return self.origin + loops * self.source.loop_seconds + sum(self.source.durations[:i])
 
     def put(self, url: str, body: bytes, expect: int) -> None:
-        status, _, answer = self.http("PUT", url, body=body)
+        status, _, answer = self.http("PUT", url, self.auth, body)
         if status != expect:
             self.tally.fail(f"PUT {url}: {status} {answer[:200]!r}")
 
@@ -627,9 +628,10 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
     with ServerThread(app) as server:
         setup = Http(server.port, tally)
         body = json.dumps({"id": STREAM, "name": "stress", "dvr_duration": DVR}).encode()
-        assert setup("POST", "/streams", AUTH, body)[0] == 201
+        status, _, made = setup("POST", "/streams", AUTH, body)
+        assert status == 201
         setup.close()
-        pusher = Pusher(server.port, clock, source, tally)
+        pusher = Pusher(server.port, clock, source, tally, json.loads(made)["push_key"])
         pusher.start()
         backfill = int(DVR / 2)
         while pusher.pushed < backfill + 2:  # the DVR is full and rolling

@@ -94,7 +94,7 @@ def check_store(store: MemoryStore) -> None:
     rings = [r for s in store._streams.values() for r in s.renditions.values()]
     segments = [g for r in rings for g in r.segments]
     stats = run(store.stats())
-    assert stats.dvr_bytes == sum(g.ref.size for g in segments)
+    assert stats.dvr_bytes == sum(g.ref.cost for g in segments)
     assert stats.dvr_segments == len(segments)
     for ring in rings:
         seqs = [g.ref.key.seq for g in ring.segments]

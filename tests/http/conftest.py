@@ -21,6 +21,8 @@ from tests.conftest import MakeStore, feed_past
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"apikey {API_KEY}"}
+INGEST_KEY = "test-ingest-key"  # the operator's: pushes to any stream
+PUSH = {"Authorization": f"Bearer {INGEST_KEY}"}
 
 
 @dataclass
@@ -71,7 +73,9 @@ async def service(
     tmp_path: Path,
     make_store: MakeStore,
 ) -> Service:
-    config = Config(api_keys=(API_KEY,), memory_budget=1 << 30, data_dir=tmp_path)
+    config = Config(
+        api_keys=(API_KEY,), ingest_key=INGEST_KEY, memory_budget=1 << 30, data_dir=tmp_path
+    )
     app = create_app(config, clock=clock, timers=False, store=make_store(1 << 30))
     feed = DemoFeed(app[SERVICES].ingest, ladder, clock)
     origin = await feed_past(feed, clock, 15)

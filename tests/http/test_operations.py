@@ -6,7 +6,7 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.http.conftest import Service
+from tests.http.conftest import PUSH, Service
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -24,7 +24,7 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     size = len(await seg.read())
     await service.client.get(f"/rec/demo/rec_{clip['id']}_media_1_360_seg0.m4s")
     await service.client.get("/rec/demo/rec_" + "0" * 32 + "_master.m3u8")
-    await service.client.put("/ingest/demo/0/bad.m4s", data=b"junk")
+    await service.client.put("/ingest/demo/0/bad.m4s", data=b"junk", headers=PUSH)
     mp4 = await service.client.get(f"/rec/demo/rec_{clip['id']}_master.mp4")
     assert mp4.status == 200 and len(await mp4.read()) > 0
     resp = await service.client.get("/metrics")
