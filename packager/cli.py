@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt("max-segment-bytes", parse_size, help="largest accepted ingest file (64M)")
     opt("completion-grace", float, help="seconds a growing clip waits for a stalled ingest (10)")
     opt("log-level", help="debug, info, warning (info)")
+    opt("body-timeout", float, help="seconds an upload may stall before it is dropped (60)")
+    opt(
+        "keepalive-timeout",
+        float,
+        help="seconds an idle connection, or one still sending its headers, stays open (75)",
+    )
     opt("demo-dir", Path, help="ladder replayed by --demo (fixtures/ladder)")
     opt(
         "event-loop",
@@ -108,6 +114,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve(config)
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open files to the hard one: each connection is a descriptor, and
+    1,024 (a common soft default) let 2,000 half-sent requests starve /healthz."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on every platform
+        return -1
+
+
 def serve(config: Config) -> None:
     from aiohttp import web
 
@@ -121,6 +141,7 @@ def serve(config: Config) -> None:
             uvloop.install()
         except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
             pass
+    raise_open_files_limit()
     app = create_app(config)
     base = config.public_base_url or f"http://{config.host}:{config.port}"
     print(f"packager listening on {base}", file=sys.stderr, flush=True)
@@ -143,6 +164,7 @@ def serve(config: Config) -> None:
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         # 128 (the default) dropped connections under 200 clients: SYN retries cost seconds.
         backlog=LISTEN_BACKLOG,
+        keepalive_timeout=config.keepalive_timeout,
     )
 
 

@@ -47,4 +47,9 @@ class Config:
     max_concurrent_remuxes: int = 4  # MP4 layouts built at once; more wait as 503 + Retry-After
     completion_grace: float = 10.0
     log_level: str = "info"
+    # nginx's client_body_timeout and keepalive_timeout. aiohttp starts the keep-alive timer
+    # when a connection opens, so it also bounds how long a client may take to send a whole
+    # request's headers (half-sent requests hold file descriptors).
+    body_timeout: float = 60.0  # seconds with no byte of a request body: 408, dropped
+    keepalive_timeout: float = 75.0
     event_loop: str = "uvloop"

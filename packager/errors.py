@@ -55,6 +55,12 @@ class VideoNotFound(NotFound):
     code = "video_not_found"
 
 
+class VideoGone(PackagerError):
+    """A saved video whose files are damaged or whose save failed (410)."""
+
+    code = "video_damaged"
+
+
 class StreamExists(PackagerError):
     code = "stream_exists"
 
@@ -73,6 +79,12 @@ class RangeNotInDvr(PackagerError):
 
 class TooLarge(PackagerError):
     code = "too_large"
+
+
+class RequestTimeout(PackagerError):
+    """The client stopped sending its request's body (408)."""
+
+    code = "request_timeout"
 
 
 class TooEarly(PackagerError):

@@ -257,6 +257,8 @@ async def stats(request: web.Request) -> web.Response:
                 "dvr_bytes": s.dvr_bytes,
                 "clip_only_bytes": s.clip_only_bytes,
                 "pinned_bytes": s.pinned_bytes,
+                "init_bytes": s.init_bytes,
+                "uploading_bytes": s.uploading_bytes,
             },
             "streams": s.streams,
             "clips": s.clips,

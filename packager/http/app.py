@@ -50,8 +50,14 @@ async def _videos(app: web.Application) -> AsyncIterator[None]:
     """Index saved videos at start-up; let writes under way finish at shutdown."""
     services = app[SERVICES]
     await asyncio.to_thread(services.videos.load)
+    # Every saved file's sha256 against its manifest, in the background: what does not
+    # match is listed as damaged and no longer served.
+    verify = asyncio.ensure_future(asyncio.to_thread(services.videos.verify))
     yield
     await services.saver.drain()
+    services.videos.stop_verifying()
+    with contextlib.suppress(Exception):
+        await verify
     await services.store.close()
 
 

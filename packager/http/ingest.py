@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from aiohttp import web
 
-from packager.errors import NotFound, PackagerError
+from packager.config import Config
+from packager.errors import NotFound, PackagerError, RequestTimeout, TooLarge
 from packager.http.auth import bearer_token
-from packager.http.jsonio import json_response, read_limited
+from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import METRICS
 from packager.service.clips import STREAM_ID
 from packager.service.ingest import Received
+from packager.store.base import Store
 
 routes = web.RouteTableDef()
 
@@ -34,6 +37,37 @@ def _check_path(request: web.Request) -> tuple[str, str, str]:
     return stream_id, rendition, file
 
 
+async def read_upload(request: web.Request, config: Config, store: Store) -> bytes:
+    """The body, plain or chunked, counted against the memory budget as it arrives (an upload
+    in flight costs memory too), refused past max_segment_bytes, and given up when the
+    client stops sending for body_timeout. Whatever happens, its bytes are let go at once:
+    an aborted upload leaves no chunk behind waiting for the garbage collector."""
+    limit = config.max_segment_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"body of {request.content_length} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    held = 0
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), config.body_timeout)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no byte of the body for {config.body_timeout:g} s: the upload is dropped"
+                ) from None
+            if not chunk:
+                break
+            if held + len(chunk) > limit:
+                raise TooLarge(f"body exceeds the limit of {limit} bytes")
+            store.reserve_upload(len(chunk))
+            held += len(chunk)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        chunks.clear()
+        store.release_upload(held)
+
+
 @routes.put(_PATH)
 @routes.post(_PATH)
 async def receive(request: web.Request) -> web.Response:
@@ -42,7 +76,7 @@ async def receive(request: web.Request) -> web.Response:
     ingest = request.app[SERVICES].ingest
     # Before a byte of the body is read: a push without the right key costs nothing.
     may_create = await ingest.authorize(stream_id, bearer_token(request))
-    body = await read_limited(request, config.max_segment_bytes)
+    body = await read_upload(request, config, ingest.store)
     metrics = request.app[METRICS]
     try:
         result = await ingest.receive(stream_id, rendition, file, body, may_create)

@@ -56,7 +56,7 @@ async def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "status": status,
         "videoSpec": video_spec(clip.reference, init, clip.duration),
     }
-    if video is not None:
+    if video is not None and video.intact and video.master is not None:
         # The durable copy: its size and hash, and a download that outlives the clip.
         asset["downloadUrl"] = video_url(request, video)
         asset["size"] = video.master.size

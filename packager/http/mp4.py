@@ -10,7 +10,6 @@ If-None-Match.
 from __future__ import annotations
 
 import math
-import re
 
 from aiohttp import hdrs, web
 
@@ -26,23 +25,32 @@ from packager.store.model import Clip, ClipRendition
 WRITE_SLICE = 256 * 1024
 # The segment holding a clip's end arrives after that end (an encoder sends it when done).
 RETRY_MARGIN = 2
-_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,30})\s*-\s*([0-9]{0,30})\s*", re.IGNORECASE)
 
 
 class RangeNotSatisfiable(Exception):
     """The one range asked for starts past the end of the file (416)."""
 
 
+MAX_RANGE_HEADER = 200  # a real single range is a few dozen characters
+
+
 def byte_range(header: str, size: int) -> tuple[int, int] | None:
     """[start, end) of a single `bytes=` range, or None to send the whole file.
 
     None for several ranges (a 200 with the full body is allowed, RFC 9110 §14.2), another
-    unit, or a malformed value (which §14.2 lets a server ignore).
+    unit, or a malformed value (which §14.2 lets a server ignore). Linear in the header's
+    length and bounded: a regex with optional whitespace cost 250 ms on `bytes=0-` and
+    8,100 spaces, and a handful of such clients starved everyone else.
     """
-    m = _RANGE.fullmatch(header)
-    if m is None:
+    if len(header) > MAX_RANGE_HEADER:
         return None
-    first, last = m[1], m[2]
+    unit, eq, spec = header.partition("=")
+    if not eq or unit.strip().lower() != "bytes":
+        return None
+    first, dash, last = spec.partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash or not _digits(first) or not _digits(last):
+        return None
     if not first:
         if not last:
             return None
@@ -56,6 +64,12 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise RangeNotSatisfiable
     return start, size if not last else min(int(last) + 1, size)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit takes superscripts and Arabic-Indic digits), or empty;
+    at most 30 of them."""
+    return len(text) <= 30 and all("0" <= c <= "9" for c in text)
 
 
 def _if_range_holds(value: str, file: Mp4File) -> bool:

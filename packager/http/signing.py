@@ -33,7 +33,9 @@ def verify(request: web.Request, secret: str | None, resource: str, now: float) 
         raise Forbidden("this clip is private and the server has no playback secret")
     given = request.query.get("token")
     expires_text = request.query.get("expires", "")
-    if given is None or not expires_text.isdigit() or len(expires_text) > 12:
+    # ASCII digits only: str.isdigit() also takes '²', which int() then refuses (was a 500).
+    digits = expires_text.isascii() and expires_text.isdigit()
+    if given is None or not digits or len(expires_text) > 12:
         raise Forbidden("this clip is private: the link needs 'expires' and 'token'")
     expires = int(expires_text)
     expected = token(secret, resource, expires)

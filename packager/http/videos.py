@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from packager.errors import VideoNotFound
+from packager.errors import VideoGone, VideoNotFound
 from packager.http import caching, signing
 from packager.http.api import base_url, gcore_route, iso, precise
 from packager.http.auth import require_api_key
@@ -56,11 +56,12 @@ def video_view(request: web.Request, video: Video) -> dict[str, Any]:
         "id": video.id,
         "slug": video.slug,
         "name": video.name or f"clip of {video.stream_id}",
-        "status": "ready",  # a video is listed only once every file is on disk
+        # Gcore's status: ready once every file is on disk; error when damaged or failed.
+        "status": "ready" if video.intact else "error",
         "duration": duration_ms,
         "origin_video_duration": duration_ms,
         "origin_url": master,
-        "origin_size": video.master.size,
+        "origin_size": video.master.size if video.master else 0,
         "created_at": created,
         "updated_at": created,
         "recording_started_at": iso(video.start),
@@ -103,6 +104,8 @@ def video_view(request: web.Request, video: Video) -> dict[str, Any]:
             for f in video.files
         ],
         "videoSpec": video.spec,
+        "state": video.status,  # ours: ready, damaged or failed
+        "problem": video.problem,
     }
 
 
@@ -161,10 +164,17 @@ async def download(request: web.Request) -> web.StreamResponse:
         _, expires = signing.verify(request, secret, f"vod/{video.slug}", now)
         max_age = min(max_age, max(0, math.floor(expires - now)))
     name = request.match_info["file"].removesuffix(".mp4")
+    if not video.intact:
+        raise VideoGone(f"video {video.id} is {video.status}: {video.problem}")
     file = video.master if name == "master" else video.file(name)
     if file is None or not request.match_info["file"].endswith(".mp4"):
         raise VideoNotFound(f"video {video.id} has no {request.match_info['file']!r}")
-    view = await asyncio.to_thread(request.app[SERVICES].videos.view, video, file.rendition)
+    try:
+        view = await asyncio.to_thread(request.app[SERVICES].videos.view, video, file.rendition)
+    except (OSError, ValueError) as exc:  # gone or emptied under us (mmap of 0 bytes)
+        raise VideoGone(f"video {video.id}'s {file.rendition}.mp4 cannot be read") from exc
+    if len(view) != file.size:
+        raise VideoGone(f"video {video.id}'s {file.rendition}.mp4 is not the size it was saved")
     saved = Mp4File(
         layout=Mp4Layout(b"", (view,), array("Q", [0]), len(view)),
         etag=f'"{file.sha256[:40]}"',  # the content's own hash: the same across restarts

@@ -111,6 +111,10 @@ def parse_segment(data: bytes, init: InitSegment) -> SegmentMedia:
         raise BadMedia("media segment has no moof box")
     if not any(t.sizes for t in tracks.values()):
         raise BadMedia("media segment holds no samples")
+    # The samples' bytes add up to no more than the mdat boxes hold: runs may not share bytes.
+    payload = sum(end - start for start, end in mdats)
+    if sum(sum(t.sizes) for t in tracks.values()) > payload:
+        raise BadMedia(f"the samples claim more bytes than the {payload} the mdat boxes hold")
     order = [t.track_id for t in init.tracks if t.track_id in tracks]
     return SegmentMedia(tuple(tracks[tid].freeze() for tid in order))
 
@@ -173,6 +177,10 @@ def _read_traf(
         end = start + (sum(sizes) if sizes is not None else default_size * n)
         if n:  # checked before the tables are built: a lying size allocates nothing
             _check_in_mdat(track_id, start, end, mdats)
+            # Every sample is backed by bytes: a count that no byte pays for (200,000 empty
+            # samples in 104 bytes) would cost megabytes of tables for nothing.
+            if (min(sizes) if sizes is not None else default_size) == 0:
+                raise BadMedia(f"track {track_id}: a sample of zero bytes")
         if sizes is None:
             sizes = array("I", [default_size]) * n
         durations = run.columns.get(_DURATION)

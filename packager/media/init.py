@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -17,6 +18,8 @@ MAX_INIT_SIZE = 1 << 20  # real init segments are a few kB
 MAX_TRACKS = 8
 MAX_EDITS = 64  # encoders write one or two; bounds what a hostile elst makes us allocate
 
+# What an RFC 6381 codecs string is made of (avc1.64001f, mp4a.40.2, hvc1.1.6.L93.B0, opus).
+_CODEC = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
 _VISUAL_ENTRY = 78  # VisualSampleEntry fields after the box header (ISO/IEC 14496-12 §12.1.3)
 _AUDIO_ENTRY = 28  # AudioSampleEntry fields after the box header (§12.2.3), version 0
 
@@ -93,6 +96,11 @@ def _parse_trak(data: bytes, trak: Box, trex: dict[int, tuple[int, int, int]]) -
         fields = _sample_entry(data, stsd, handler)
     else:
         fields = {"codec": _first_entry_type(data, stsd)}
+    codec = str(fields.get("codec", ""))
+    if not _CODEC.fullmatch(codec):
+        # It lands in a master playlist's CODECS="..." attribute: a quote or a newline there
+        # would let a pushed init write lines (a URI) into every player's playlist.
+        raise BadMedia(f"track {track_id}: sample entry {codec[:16]!r} is not a codec name")
     if handler == VIDEO and not fields.get("width"):
         fields["width"] = int(tkhd.width) >> 16
         fields["height"] = int(tkhd.height) >> 16

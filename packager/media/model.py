@@ -74,8 +74,9 @@ class InitSegment:
 
     @property
     def codecs(self) -> str:
-        """The CODECS attribute of an HLS variant: every track's RFC 6381 string."""
-        return ",".join(t.codec for t in self.tracks)
+        """The CODECS attribute of an HLS variant: each track's RFC 6381 string, each once
+        (two AAC tracks are one `mp4a.40.2`, RFC 8216 §4.3.4.2)."""
+        return ",".join(dict.fromkeys(t.codec for t in self.tracks))
 
     def track(self, track_id: int) -> Track | None:
         return next((t for t in self.tracks if t.track_id == track_id), None)

@@ -32,6 +32,14 @@ OVERLAP_EPSILON = 0.002
 END_EPSILON = 1e-3
 
 
+INIT_OVERHEAD = 2048  # a parsed init's tracks and records beside its bytes
+
+
+def init_cost(init: InitSegment) -> int:
+    """What keeping an init segment costs, for the memory budget."""
+    return len(init.data) + INIT_OVERHEAD
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_streams: int = 1000
@@ -118,6 +126,9 @@ class Store(Protocol):
         self, ref: SegmentRef, data: bytes, media: SegmentMedia, end_dts: int, digest: str
     ) -> list[Clip]: ...
     async def sweep(self) -> None: ...
+    # Request bodies in flight count too; process-local and synchronous: called per chunk.
+    def reserve_upload(self, size: int) -> None: ...
+    def release_upload(self, size: int) -> None: ...
 
     # clips
     async def add_clip(self, clip: Clip) -> Clip: ...

@@ -36,6 +36,7 @@ from packager.store.base import (
     SegmentGone,
     Timer,
     TimerKind,
+    init_cost,
 )
 from packager.store.model import (
     Clip,
@@ -102,6 +103,8 @@ class MemoryStore:
         self._timers: list[tuple[float, int, TimerKind, str]] = []
         self._timer_seq = itertools.count()
         self._dvr_bytes = 0
+        self._init_bytes = 0  # init segments kept for renditions and segments
+        self._uploading = 0  # request bodies being received (reserve_upload)
         self._clip_only_bytes = 0  # held by clips after the DVR let go of them
         self._pinned_bytes = 0  # held by at least one clip, in the DVR or not
         self._dvr_segments = 0
@@ -225,7 +228,11 @@ class MemoryStore:
             r = stream.renditions[rendition] = _Rendition(rendition)
         if r.init_id == init_id:
             return False
-        self._inits.setdefault(init_id, init)
+        if init_id not in self._inits:
+            # Inits count like segments: 300 renditions of a 1 MiB init are 300 MiB.
+            self._make_room(init_cost(init))
+            self._inits[init_id] = init
+            self._init_bytes += init_cost(init)
         self._init_users[init_id] = self._init_users.get(init_id, 0) + 1
         if r.init_id is not None:
             r.init_changed = True
@@ -240,7 +247,9 @@ class MemoryStore:
         users = self._init_users.get(init_id, 0) - 1
         if users <= 0:
             self._init_users.pop(init_id, None)
-            self._inits.pop(init_id, None)
+            gone = self._inits.pop(init_id, None)
+            if gone is not None:
+                self._init_bytes -= init_cost(gone)
         else:
             self._init_users[init_id] = users
 
@@ -353,7 +362,16 @@ class MemoryStore:
 
     @property
     def held_bytes(self) -> int:
-        return self._dvr_bytes + self._clip_only_bytes
+        return self._dvr_bytes + self._clip_only_bytes + self._init_bytes + self._uploading
+
+    def reserve_upload(self, size: int) -> None:
+        """Count `size` more bytes of a request body being received against the budget, making
+        room in the DVR as a segment would; BudgetExceeded if clips hold too much to make it."""
+        self._make_room(size)
+        self._uploading += size
+
+    def release_upload(self, size: int) -> None:
+        self._uploading -= size
 
     # ---- clips ---------------------------------------------------------------------------
 
@@ -568,6 +586,8 @@ class MemoryStore:
             dvr_segments=self._dvr_segments,
             evicted_segments=self._evicted,
             expired_clips=self._expired,
+            init_bytes=self._init_bytes,
+            uploading_bytes=self._uploading,
         )
 
     async def close(self) -> None:

@@ -253,7 +253,9 @@ class StoreStats:
     dvr_segments: int
     evicted_segments: int
     expired_clips: int
+    init_bytes: int = 0  # init segments kept
+    uploading_bytes: int = 0  # request bodies being received by this process
 
     @property
     def held_bytes(self) -> int:
-        return self.dvr_bytes + self.clip_only_bytes
+        return self.dvr_bytes + self.clip_only_bytes + self.init_bytes + self.uploading_bytes

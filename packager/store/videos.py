@@ -4,6 +4,13 @@ A video is written into a hidden `.{slug}.partial/` directory (each file fsynced
 directory is renamed into place and its parent fsynced: a crash at any moment leaves either
 the whole video or nothing visible, and start-up sweeps away what a crash left half done.
 
+A video on disk is trusted only as far as it checks out: at load, a manifest with no files, a
+file missing or of another size than recorded (0 bytes included) marks it `damaged`, and a
+background pass compares every file's sha256 with the manifest's; a damaged video is listed
+with what is wrong and its downloads answer 410, never a 500 or bytes that are not it. A save
+a stopped process left half done (its `.partial` directory holds the manifest written first)
+is listed as `failed` after a restart, not silently forgotten.
+
 A video has two names. `id` is an integer, as Gcore's API types `video_id`: handed out in
 order from a counter kept on disk beside the videos, so it is stable across restarts and
 never reused. `slug` is 128 random bits (Gcore's name for the same thing): the public
@@ -32,6 +39,7 @@ SLUG = re.compile(r"[0-9a-f]{32}")
 VIDEO_ID = re.compile(r"[1-9][0-9]{0,17}")  # an int64 in decimal, as a path segment
 META = "video.json"
 NEXT_ID = "next_id"  # the counter: the id the next video gets
+READY, DAMAGED, FAILED = "ready", "damaged", "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +66,17 @@ class Video:
     files: tuple[VideoFile, ...] = ()
     private: bool = False  # downloads need a signed link, as the clip's playback did
     spec: dict[str, Any] = field(default_factory=dict)  # the clip's videoSpec, for listings
+    status: str = READY  # READY, DAMAGED or FAILED
+    problem: str | None = None  # what is wrong with a damaged or failed video
 
     @property
-    def master(self) -> VideoFile:
-        """The highest rendition, as `mp4_master` serves it."""
-        return self.files[-1]
+    def intact(self) -> bool:
+        return self.status == READY
+
+    @property
+    def master(self) -> VideoFile | None:
+        """The highest rendition, as `mp4_master` serves it (none for a failed save)."""
+        return self.files[-1] if self.files else None
 
     def file(self, rendition: str) -> VideoFile | None:
         return next((f for f in self.files if f.rendition == rendition), None)
@@ -106,6 +120,7 @@ class VideoLibrary:
         self._mapped: dict[tuple[str, str], memoryview] = {}
         self._next_id = 1
         self._id_lock = threading.Lock()  # reserve() runs in worker threads
+        self._stop_verify = threading.Event()  # shutdown does not wait for a long hash
 
     def load(self) -> None:
         """Index what is on disk; drop what a crash left half written."""
@@ -113,18 +128,14 @@ class VideoLibrary:
         legacy: list[tuple[Path, dict[str, Any]]] = []
         for entry in sorted(self.root.iterdir()):
             if entry.name.endswith(".partial"):
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                log.warning("removed a half-written %s", entry.name)
+                self._interrupted(entry)
             elif SLUG.fullmatch(entry.name) and (entry / META).is_file():
                 try:
                     data = json.loads((entry / META).read_text())
                     if isinstance(data.get("id"), str):  # saved before ids were integers
                         legacy.append((entry, data))
                         continue
-                    video = Video.from_json(data)
+                    video = self._checked(Video.from_json(data))
                 except (OSError, ValueError, TypeError, KeyError) as exc:
                     log.error("unreadable video %s: %s", entry.name, exc)
                     continue
@@ -132,6 +143,94 @@ class VideoLibrary:
         self._next_id = max([self._read_counter(), *(v.id + 1 for v in self.videos.values())])
         for entry, data in legacy:
             self._upgrade(entry, data)
+
+    def _interrupted(self, partial: Path) -> None:
+        """A `.partial` left by a save a stopped process did not finish: if its manifest made
+        it to disk, the video is kept as FAILED (listed, saying why); else nothing is left."""
+        data: dict[str, Any] | None = None
+        if partial.is_dir() and not partial.name.endswith(".deleting.partial"):
+            try:
+                data = json.loads((partial / META).read_text())
+            except (OSError, ValueError):
+                data = None
+        try:
+            if data is None:
+                raise ValueError("no manifest")
+            video = Video.from_json(data)
+            failed = replace(
+                video,
+                files=(),
+                status=FAILED,
+                problem="the save was interrupted: the process stopped before it was done",
+            )
+            final = self.root / failed.slug
+            for leftover in partial.iterdir():
+                leftover.unlink()
+            _write_atomically(partial / META, json.dumps(failed.to_json()))
+            os.rename(partial, final)
+            _fsync_dir(self.root)
+            self._index(failed)
+            log.warning("video %s: its save was interrupted; listed as failed", failed.id)
+        except (OSError, ValueError, TypeError, KeyError):
+            if partial.is_dir():
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                partial.unlink(missing_ok=True)
+            log.warning("removed a half-written %s", partial.name)
+
+    def _checked(self, video: Video) -> Video:
+        """The video as its files on disk say: damaged if one is missing or of the wrong size."""
+        if not video.intact:
+            return video
+        problem = None
+        if not video.files:
+            problem = "its manifest lists no files"
+        for f in video.files:
+            try:
+                size = self.path(video, f.rendition).stat().st_size
+            except OSError:
+                problem = f"{f.rendition}.mp4 is missing"
+                break
+            if size == 0 or size != f.size:
+                problem = f"{f.rendition}.mp4 holds {size} bytes, not the {f.size} saved"
+                break
+        if problem is None:
+            return video
+        log.error("video %s is damaged: %s", video.id, problem)
+        return replace(video, status=DAMAGED, problem=problem)
+
+    def verify(self) -> list[Video]:
+        """Hash every intact video's files against their manifest (blocking: a thread's work,
+        once after start-up); what does not match is marked damaged. Returns those."""
+        damaged: list[Video] = []
+        for video in list(self.videos.values()):
+            if not video.intact:
+                continue
+            for f in video.files:
+                digest = hashlib.sha256()
+                try:
+                    with self.path(video, f.rendition).open("rb") as fh:
+                        while block := fh.read(1 << 20):
+                            if self._stop_verify.is_set():
+                                return damaged
+                            digest.update(block)
+                except OSError as exc:
+                    problem = f"{f.rendition}.mp4 cannot be read: {exc.strerror}"
+                else:
+                    if digest.hexdigest() == f.sha256:
+                        continue
+                    problem = f"{f.rendition}.mp4 does not match its sha256"
+                bad = replace(video, status=DAMAGED, problem=problem)
+                if self.videos.get(video.id) is video:  # not deleted meanwhile
+                    self._index(bad)
+                    self._mapped.pop((video.slug, f.rendition), None)
+                    damaged.append(bad)
+                log.error("video %s is damaged: %s", video.id, problem)
+                break
+        return damaged
+
+    def stop_verifying(self) -> None:
+        self._stop_verify.set()
 
     def _read_counter(self) -> int:
         try:
@@ -206,6 +305,8 @@ class VideoLibrary:
         partial = self.root / f".{video.slug}.partial"
         partial.mkdir()
         try:
+            # The manifest first: a save cut short is then known after a restart (failed).
+            _write_atomically(partial / META, json.dumps(video.to_json()))
             files = [self._write_file(partial, info, pieces) for info, pieces in bodies]
             done = replace(video, files=tuple(files))
             meta = partial / META

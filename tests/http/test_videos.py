@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from pathlib import Path
 from typing import Any
 
-from tests.http.conftest import AUTH, Service
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from packager.config import Config
+from packager.http.app import create_app
+from tests.http.conftest import API_KEY, AUTH, AiohttpClient, Service
+
+Client = TestClient[web.Request, web.Application]
 
 
 async def _saved_clip(service: Service) -> dict[str, Any]:
@@ -154,3 +163,45 @@ async def test_vod_downloads_answer_ranges_and_preconditions_like_clip_mp4s(
     assert (await service.client.get(path, headers={"If-None-Match": etag})).status == 304
     tail = await service.client.get(path, headers={"Range": "bytes=-100"})
     assert tail.status == 206 and await tail.read() == body[-100:]
+
+
+async def _restarted(service: Service, aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
+    """A new packager process over the same data dir."""
+    config = Config(api_keys=(API_KEY,), data_dir=tmp_path)
+    return await aiohttp_client(create_app(config, clock=service.clock, timers=False))
+
+
+async def test_a_damaged_video_answers_a_json_410_and_says_why(
+    service: Service, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    await _saved_clip(service)
+    (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
+    slug = video["slug"]
+    (tmp_path / "videos" / slug / "media_1_360.mp4").write_bytes(b"")  # emptied on disk
+    client = await _restarted(service, aiohttp_client, tmp_path)
+    listed = await (await client.get(f"/videos/{video['id']}", headers=AUTH)).json()
+    assert listed["status"] == "error" and listed["state"] == "damaged"
+    assert "media_1_360.mp4 holds 0 bytes" in listed["problem"]
+    for name in ("master", "media_1_360", "media_2_720"):
+        resp = await client.get(f"/vod/{slug}/{name}.mp4")
+        assert resp.status == 410
+        assert (await resp.json())["error"] == "video_damaged"
+
+
+async def test_a_file_changed_on_disk_stops_being_served_once_checked(
+    service: Service, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    await _saved_clip(service)
+    (video,) = await (await service.client.get("/videos", headers=AUTH)).json()
+    path = tmp_path / "videos" / video["slug"] / "media_3_1080.mp4"
+    body = bytearray(path.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    path.write_bytes(bytes(body))
+    client = await _restarted(service, aiohttp_client, tmp_path)
+    for _ in range(100):  # the check runs in the background after start-up
+        listed = await (await client.get(f"/videos/{video['id']}", headers=AUTH)).json()
+        if listed["state"] == "damaged":
+            break
+        await asyncio.sleep(0.05)
+    assert listed["state"] == "damaged" and "sha256" in listed["problem"]
+    assert (await client.get(f"/vod/{video['slug']}/master.mp4")).status == 410

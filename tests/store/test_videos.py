@@ -138,3 +138,78 @@ def test_a_video_saved_with_a_hex_id_keeps_it_as_its_slug(tmp_path: Path) -> Non
     again.load()
     assert again.by_slug("a" * 32) == video
     assert again.reserve()[0] == 2
+
+
+def _saved(tmp_path: Path) -> tuple[VideoLibrary, Video]:
+    library = VideoLibrary(tmp_path)
+    library.load()
+    video = library.write(
+        _draft(library),
+        [(_info("media_1_360"), _pieces(b"abc" * 100)), (_info("media_2_720"), _pieces(b"x" * 99))],
+    )
+    return library, video
+
+
+def _reloaded(tmp_path: Path, video_id: int) -> Video:
+    library = VideoLibrary(tmp_path)
+    library.load()
+    video = library.get(video_id)
+    assert video is not None
+    return video
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda p: p.write_bytes(b""), "holds 0 bytes"),
+        (lambda p: p.unlink(), "is missing"),
+        (lambda p: p.write_bytes(b"abc"), "holds 3 bytes"),
+    ],
+    ids=["emptied", "missing", "truncated"],
+)
+def test_a_video_whose_files_do_not_check_out_is_damaged_at_load(
+    tmp_path: Path, damage: object, problem: str
+) -> None:
+    library, video = _saved(tmp_path)
+    damage(library.path(video, "media_2_720"))  # type: ignore[operator]
+    again = _reloaded(tmp_path, video.id)
+    assert again.status == "damaged" and not again.intact
+    assert again.problem is not None and problem in again.problem
+
+
+def test_a_manifest_without_files_is_damaged(tmp_path: Path) -> None:
+    _, video = _saved(tmp_path)
+    meta = tmp_path / "videos" / video.slug / "video.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "files": []}))
+    again = _reloaded(tmp_path, video.id)
+    assert again.status == "damaged" and again.problem == "its manifest lists no files"
+
+
+def test_a_digest_mismatch_is_found_by_the_background_check(tmp_path: Path) -> None:
+    library, video = _saved(tmp_path)
+    path = library.path(video, "media_1_360")
+    body = bytearray(path.read_bytes())
+    body[150] ^= 1  # same size, one bit off: only the hash can tell
+    path.write_bytes(bytes(body))
+    again = VideoLibrary(tmp_path)
+    again.load()
+    assert again.get(video.id).intact  # type: ignore[union-attr]
+    (damaged,) = again.verify()
+    assert damaged.id == video.id and "sha256" in (damaged.problem or "")
+    assert not again.get(video.id).intact  # type: ignore[union-attr]
+
+
+def test_a_save_cut_short_by_a_stopped_process_is_listed_as_failed(tmp_path: Path) -> None:
+    """As a kill -9 mid-write leaves it: the manifest, half a file, no rename."""
+    library = VideoLibrary(tmp_path)
+    library.load()
+    draft = _draft(library)
+    partial = tmp_path / "videos" / f".{draft.slug}.partial"
+    partial.mkdir()
+    (partial / "video.json").write_text(json.dumps(draft.to_json()))
+    (partial / "media_1_360.mp4").write_bytes(b"half a fi")
+    again = _reloaded(tmp_path, draft.id)
+    assert again.status == "failed" and again.files == ()
+    assert again.problem is not None and "interrupted" in again.problem
+    assert not partial.exists() and (tmp_path / "videos" / draft.slug).is_dir()
+    assert _reloaded(tmp_path, draft.id).status == "failed"  # and it stays so
