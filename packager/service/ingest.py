@@ -263,13 +263,14 @@ def _trusted_pdt(
     entry: PlaylistEntry | None, now: float, duration: float, dvr: float
 ) -> float | None:
     """The entry's program-date-time, if it is near the segment's arrival: at most one
-    segment plus PDT_LEAD ahead of it, and no further back than the DVR reaches. A date
+    segment plus PDT_LEAD ahead of it, and not so far back that the segment would already
+    have left the DVR. A date
     23 h ahead moved a stream's whole timeline out of reach of "the last 10 s" clips; such a
     segment is timed by media continuity or arrival instead."""
     if entry is None or entry.program_date_time is None:
         return None
     pdt = entry.program_date_time
-    if pdt > now + duration + PDT_LEAD or pdt < now - dvr:
+    if pdt > now + duration + PDT_LEAD or pdt + duration < now - dvr - PDT_LEAD:
         return None
     return pdt
 

@@ -580,6 +580,45 @@ class Janitor(threading.Thread):
             self.tally.add("expired_clips_checked_404")
 
 
+class Attacker(threading.Thread):
+    """Pushes foreign media beside the real encoder, as anyone who can read a playback link's
+    stream id could: with no key, a wrong one, the API key. Every push must be refused, and
+    the encoder's clips stay bit-identical to what it sent (the clients check every sample)."""
+
+    def __init__(self, port: int, tally: Tally, source: Source) -> None:
+        super().__init__(daemon=True)
+        self.http = Http(port, tally)
+        self.tally, self.source = tally, source
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        ladder = self.source.ladder
+        keys = [{}, {"Authorization": "Bearer guessed"}, AUTH]
+        k = 0
+        try:
+            while not self.stop.is_set():
+                r = ladder[k % len(ladder)]
+                foreign = ladder[(k + 1) % len(ladder)]
+                headers = keys[k % len(keys)]
+                for name, body in (
+                    (f"init_{r.name}.mp4", foreign.init),  # would break the live stream
+                    (f"live{k}.m4s", foreign.segments[k % len(foreign.segments)]),  # inject
+                    ("index.m3u8", b"#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2099-01-01T00:00:00Z\n"),
+                ):
+                    status, _, data = self.http(
+                        "PUT", f"/ingest/{STREAM}/{r.name}/{name}", headers, body
+                    )
+                    if status != 401:
+                        self.tally.fail(f"attacker PUT {name}: {status} {data[:100]!r}")
+                    self.tally.add("attacks_refused")
+                k += 1
+                self.stop.wait(0.05)
+        except Exception as exc:  # noqa: BLE001
+            self.tally.fail(f"attacker crashed: {exc!r}")
+        finally:
+            self.http.close()
+
+
 # ---- the run -------------------------------------------------------------------------------------
 
 
@@ -642,6 +681,8 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
 
         janitor = Janitor(server.port, clock, tally, clips)
         janitor.start()
+        attacker = Attacker(server.port, tally, source)
+        attacker.start()
         until = time.monotonic() + LOAD_SECONDS
         clients = [
             Client(server.port, clock, source, tally, clips, until, seed) for seed in range(CLIENTS)
@@ -659,6 +700,8 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
             time.sleep(0.1)
         janitor.stop.set()
         janitor.join(60)
+        attacker.stop.set()
+        attacker.join(60)
         pusher.stop.set()
         pusher.join(60)
         assert not pusher.is_alive() and not janitor.is_alive()
@@ -681,7 +724,8 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
         f"{counts['sample_bytes_verified'] / 1e6:.0f} MB of sample bytes by sha256; "
         f"{counts['revalidated_304']} 304s; {counts['mp4_425_while_recording']} x 425 while "
         f"recording; retried: {counts['mp4_425_retried']} x 425, "
-        f"{counts['mp4_503_retried']} x 503; {len(tally.failures)} failures\n"
+        f"{counts['mp4_503_retried']} x 503; {counts['attacks_refused']} foreign pushes "
+        f"refused; {len(tally.failures)} failures\n"
         f"  memory: Python {base_python / 1e6:.1f} MB with a {base_dvr / 1e6:.1f} MB DVR before, "
         f"{end_python / 1e6:.1f} MB with a {stats.dvr_bytes / 1e6:.1f} MB DVR after; "
         f"RSS {base_rss / 1e6:.0f} -> {end_rss / 1e6:.0f} MB; load phase {load_done - started:.0f} s"
@@ -690,10 +734,11 @@ def test_live_ingest_clip_clients_and_expiry_serve_only_source_bytes(
         print(report)
     assert not tally.failures, "\n".join(tally.failures[:20])
     assert counts["clips_created"] >= CLIENTS and counts["mp4s_verified"] > 0
+    assert counts["attacks_refused"] > 0
     assert counts["expired_clips_checked_404"] == counts["clips_created"] and not clips.live
     assert stats.clips == 0 and stats.growing_clips == 0
     assert stats.pinned_bytes == 0 and stats.clip_only_bytes == 0
-    assert stats.held_bytes == stats.dvr_bytes > 0
+    assert stats.held_bytes == stats.dvr_bytes + stats.init_bytes and stats.dvr_bytes > 0
     assert mp4_files == 0
     grew = (end_python - stats.dvr_bytes) - (base_python - base_dvr)
     assert grew < MEMORY_SLACK, f"Python holds {grew / 1e6:.1f} MB more than before the clips"
