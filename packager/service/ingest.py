@@ -286,7 +286,9 @@ def _recent_part(text: str) -> str:
     """
     if len(text) > TAIL_BYTES:
         text = "#EXTM3U\n" + text[-TAIL_BYTES:].split("\n", 1)[-1]  # from a whole line
-    lines = text.splitlines()
+    # Comments (# not followed by EXT) say nothing to us and cost the parser a step each.
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#") or ln.startswith("#EXT")]
+    text = "\n".join(lines)
     if sum(1 for line in lines if line and not line.startswith("#")) <= TAIL_ENTRIES:
         return text
     dated = "#EXT-X-PROGRAM-DATE-TIME" in text
