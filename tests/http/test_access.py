@@ -196,3 +196,16 @@ async def test_a_key_that_is_not_utf8_is_refused_with_401(service: Service) -> N
     writer.close()
     assert answer.startswith(b"HTTP/1.1 401")
     assert b'"error":"unauthorized"' in answer
+
+
+async def test_an_expiry_of_non_ascii_digits_is_403_not_500(private_service: Service) -> None:
+    """'²' is a digit to str.isdigit() and not to int(): it was a 500."""
+    s = private_service
+    clip = await s.create_clip(duration=4, start=s.clock() - 8, private=True)
+    bare = urllib.parse.urlsplit(clip["hls_master"]).path
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(clip["hls_master"]).query)["token"][0]
+    for expires in ("²", "١٢٣", "1e9", "-1", " 1"):
+        query = urllib.parse.urlencode({"expires": expires, "token": token})
+        resp = await s.client.get(f"{bare}?{query}")
+        assert resp.status == 403, expires
+        assert (await resp.json())["error"] == "forbidden"
