@@ -156,6 +156,7 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "state": clip.state.value,
         "note": clip.note,
         "vod_error": clip.vod_error,
+        "rendition_spread": clip.spread,
     }
 
 

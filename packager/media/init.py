@@ -163,13 +163,21 @@ def _sample_entry(data: bytes, stsd: Box, handler: str) -> dict[str, Any]:
             raise BadMedia(f"truncated {fourcc} sample entry")
         width, height = struct.unpack_from(">HH", data, p + 24)
         codec = fourcc
+        length_size = 4
         for child in boxes.iter_boxes(data, p + _VISUAL_ENTRY, entry.end):
             payload = memoryview(data)[child.payload_start : child.end]
             if child.type == b"avcC":
                 codec = avc_codec(fourcc, payload)
+                length_size = (payload[4] & 3) + 1 if len(payload) > 4 else 4
             elif child.type == b"hvcC":
                 codec = hevc_codec(fourcc, payload)
-        return {"codec": codec, "width": width, "height": height}
+                length_size = (payload[21] & 3) + 1 if len(payload) > 21 else 4
+        return {
+            "codec": codec,
+            "width": width,
+            "height": height,
+            "nal_length_size": length_size,
+        }
     if entry.end - p < _AUDIO_ENTRY:
         raise BadMedia(f"truncated {fourcc} sample entry")
     version = struct.unpack_from(">H", data, p + 8)[0]

@@ -41,6 +41,7 @@ class Track:
     default_sample_flags: int = 0
     # The init's edit list: a fragmented stream's presentation offset (B-frame delay, A/V lead).
     edits: tuple[Edit, ...] = ()
+    nal_length_size: int = 4  # AVC/HEVC: bytes of each NAL unit's length in a sample
 
     @property
     def is_video(self) -> bool:

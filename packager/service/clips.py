@@ -20,13 +20,21 @@ from packager.errors import (
 )
 from packager.service.ingest import key_hash
 from packager.store.base import END_EPSILON, SegmentGone, Store
-from packager.store.model import Clip, ClipRendition, ClipState, StreamInfo
+from packager.store.model import (
+    Clip,
+    ClipRendition,
+    ClipState,
+    RenditionInfo,
+    SegmentRef,
+    StreamInfo,
+)
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MIN_EXPIRATION = 60.0  # contract: expiration within [now + 60 s, now + 4 h]
 MAX_EXPIRATION = 4 * 3600.0
 DEFAULT_LIFETIME = 3600.0  # contract: omitted expiration = start + duration + 3600 s
 FUTURE_TOLERANCE = 2.0  # seconds of clock skew allowed on a `start` "in the future"
+SPAN_EPSILON = 0.01  # seconds: renditions cut on the same instant, to PDT precision
 CUT_ATTEMPTS = 3  # a cut races the DVR rolling on in another process at most this often
 
 
@@ -125,7 +133,10 @@ class ClipService:
                 f"[{start:.3f}, {end:.3f}) is not in the DVR, which holds "
                 f"[{dvr_start:.3f}, {dvr_end:.3f})"
             )
+        cuts = await self._align(stream_id, ladder, cuts)
         kept = [(r, cut) for r, cut in zip(ladder, cuts, strict=True) if cut or growing]
+        starts = [cut[0].start for _, cut in kept if cut]
+        spread = max(starts) - min(starts) if starts else 0.0
         renditions = tuple(
             ClipRendition(
                 number=number,
@@ -154,8 +165,73 @@ class ClipService:
             private=private,
             event=growing,
             completed_at=None if growing else now,
+            spread=round(spread, 3),
         )
         return await store.add_clip(clip)
+
+    async def _align(
+        self, stream_id: str, ladder: list[RenditionInfo], cuts: list[list[SegmentRef]]
+    ) -> list[list[SegmentRef]]:
+        """Every rendition's cut starts where it decodes (a segment that does not start with a
+        keyframe, or an open GOP's CRA with leading pictures, takes the segment before it too)
+        and covers the span of all of them: renditions whose GOPs do not line up (50 vs 60
+        frames) were each cut on their own boundaries, up to a segment apart."""
+        if not any(cuts):
+            return cuts
+        dvrs: dict[str, list[SegmentRef]] = {}
+        for _ in range(3):  # each widening may call for another; two passes settle real ladders
+            cuts = [
+                await self._decodable(stream_id, r.name, cut, dvrs)
+                for r, cut in zip(ladder, cuts, strict=True)
+            ]
+            span_start = min(c[0].start for c in cuts if c)
+            span_end = max(c[-1].end for c in cuts if c)
+            widened = []
+            for r, cut in zip(ladder, cuts, strict=True):
+                covered = cut
+                if cut and (
+                    cut[0].start > span_start + SPAN_EPSILON
+                    or cut[-1].end < span_end - SPAN_EPSILON
+                ):
+                    dvr = await self._dvr(stream_id, r.name, dvrs)
+                    covered = [
+                        s
+                        for s in dvr
+                        if s.end > span_start + SPAN_EPSILON and s.start < span_end - SPAN_EPSILON
+                    ] or cut
+                widened.append(covered)
+            if widened == cuts:
+                break
+            cuts = widened
+        return cuts
+
+    async def _decodable(
+        self,
+        stream_id: str,
+        rendition: str,
+        cut: list[SegmentRef],
+        dvrs: dict[str, list[SegmentRef]],
+    ) -> list[SegmentRef]:
+        if not cut or cut[0].keyframe:
+            return cut
+        dvr = await self._dvr(stream_id, rendition, dvrs)
+        keys = [s.key for s in dvr]
+        if cut[0].key not in keys:
+            return cut
+        i = keys.index(cut[0].key)
+        k = i
+        while k > 0 and not dvr[k].keyframe and not dvr[k].discontinuity:
+            k -= 1
+        if not dvr[k].keyframe:
+            return cut  # nothing before it decodes on its own: the best there is
+        return dvr[k:i] + cut
+
+    async def _dvr(
+        self, stream_id: str, rendition: str, dvrs: dict[str, list[SegmentRef]]
+    ) -> list[SegmentRef]:
+        if rendition not in dvrs:
+            dvrs[rendition] = await self.store.dvr_segments(stream_id, rendition)
+        return dvrs[rendition]
 
     async def clip(self, stream_id: str, clip_id: str) -> Clip:
         return await self.store.clip(stream_id, clip_id)

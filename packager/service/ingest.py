@@ -21,8 +21,10 @@ import m3u8
 from packager.errors import BadMedia, PackagerError, StreamNotFound, Unauthorized
 from packager.media import boxes
 from packager.media.fragment import parse_segment
+from packager.media.gop import decodable_from_start
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
+from packager.media.ts import TsState, demux_segment, is_transport_stream
 from packager.store.base import PlaylistEntry, RenditionState, Store
 from packager.store.model import Clip, SegmentKey, SegmentRef, StreamInfo, Timing
 
@@ -40,9 +42,16 @@ PDT_LEAD = 5.0
 TAIL_ENTRIES = 16  # playlist entries read: a segment is matched to its entry within seconds
 # Bytes of a playlist's end read for them: ffmpeg writes ~100 bytes an entry.
 TAIL_BYTES = 32 * 1024
+RETRY_WINDOW = 2.0  # seconds past a segment's duration within which a re-sent copy is a retry
 REF_COST = 600  # bytes a stored segment's record takes beside its bytes and tables
 # A start this far inside the previous segment means the encoder's clock jumped back.
 _BACKWARDS_TOLERANCE = 0.5
+
+
+SINGLE_FILE = (
+    "one file holding the init and media segments: ffmpeg's -hls_flags single_file (byte "
+    "ranges into one growing file) is not supported; push each segment as its own file"
+)
 
 
 class NoInitSegment(PackagerError):
@@ -133,8 +142,12 @@ class Ingest:
             await self.store.set_playlist(stream_id, rendition_name, entries)
             await self._late_dates(stream_id, rendition_name, entries)
             return IngestResult(Received.PLAYLIST)
+        if is_transport_stream(body):
+            return await self._transport_stream(stream_id, rendition_name, filename, body)
         kind = _kind(body)
         if kind == b"moov":
+            if _holds(body, b"moof"):
+                raise BadMedia(SINGLE_FILE)
             init = parse_init(body)
             await self._ensure_stream(stream_id)
             await self.store.put_init(stream_id, rendition_name, init, init_id(body))
@@ -152,6 +165,29 @@ class Ingest:
                     hook(clip)
             return result
         raise BadMedia("neither an init segment (moov) nor a media segment (moof)")
+
+    async def _transport_stream(
+        self, stream_id: str, rendition: str, filename: str, body: bytes
+    ) -> IngestResult:
+        """An MPEG-TS segment (ffmpeg's default, most hardware encoders'): demuxed into an fMP4
+        init and fragment, so playlists and MP4s work unchanged (clips of it are fMP4 HLS).
+        The demuxer's state (33-bit timestamps unwrapped across segments) is the rendition's."""
+        await self._ensure_stream(stream_id)
+        state = await self._state(stream_id, rendition)
+        previous = TsState.from_json(state.demux) if state is not None and state.demux else None
+        demuxed, after = demux_segment(body, previous)
+        init = parse_init(demuxed.init)
+        new_id = init_id(demuxed.init)
+        if state is None or state.init_id != new_id:
+            await self.store.put_init(stream_id, rendition, init, new_id)
+        state = await self._state(stream_id, rendition)
+        assert state is not None and state.init_id == new_id
+        result = await self._add_segment(state, stream_id, init, filename, demuxed.fragment)
+        await self.store.set_demux_state(stream_id, rendition, after.to_json())
+        for clip in result.completed:
+            for hook in self.on_complete:
+                hook(clip)
+        return result
 
     async def _state(self, stream_id: str, rendition: str) -> RenditionState | None:
         try:
@@ -189,8 +225,15 @@ class Ingest:
             and prev.name == filename
             and prev.init_id == state.init_id
             and state.last_digest == digest
+            and not state.init_resent
+            and state.last_arrival is not None
+            and self.store.clock() - state.last_arrival < duration + RETRY_WINDOW
         ):
-            return IngestResult(Received.DUPLICATE, prev)  # a retried PUT: the very same bytes
+            # A retried PUT: the very same bytes, soon, and no init since. A restarted encoder
+            # sends its init again first (an MPEG-TS one comes back after being away), then
+            # index0 from tfdt 0: maybe byte-identical to the last run's (a test pattern is),
+            # and never a duplicate.
+            return IngestResult(Received.DUPLICATE, prev)
         contiguous = (
             prev is not None
             and prev.init_id == state.init_id
@@ -201,6 +244,11 @@ class Ingest:
         now = self.store.clock()
         dvr = (await self.store.stream(stream_id)).dvr_duration
         pdt = _trusted_pdt(entry, now, duration, dvr)
+        if pdt is not None and prev is not None and pdt < prev.end - _BACKWARDS_TOLERANCE:
+            # An entry of this name dated before the last segment's end: the playlist of a
+            # run before a restart (index0 again). Its date is stale, not this segment's; the
+            # new run's playlist dates it when it comes.
+            pdt = None
         if pdt is not None:
             start, timing = pdt, Timing.PDT
         elif contiguous and prev is not None:
@@ -216,7 +264,7 @@ class Ingest:
         video = init.video
         video_samples = media.track(video.track_id) if video is not None else None
         keyframe = video is None or (
-            video_samples is not None and video_samples.count > 0 and video_samples.sync[0] == 1
+            video_samples is not None and decodable_from_start(video, video_samples, body)
         )
         sizes = {t.track_id: t.total_size for t in media.tracks}
         assert state.init_id is not None
@@ -307,6 +355,16 @@ def _recent_part(text: str) -> str:
     return "#EXTM3U\n" + "\n".join(lines[cut:]) if cut else text
 
 
+def _holds(body: bytes, typ: bytes) -> bool:
+    """Whether a top-level box of that type is among the first MAX_LEADING_BOXES."""
+    for k, box in enumerate(boxes.iter_boxes(body)):
+        if box.type == typ:
+            return True
+        if k >= MAX_LEADING_BOXES:
+            break
+    return False
+
+
 def _kind(body: bytes) -> bytes | None:
     """b"moov" for an init segment, b"moof" for a media segment: whichever comes first.
 
@@ -348,6 +406,8 @@ def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:
         raise BadMedia(f"unreadable playlist: {exc}") from None
     if playlist.is_variant:
         return {}
+    if any(seg.byterange for seg in playlist.segments):
+        raise BadMedia(SINGLE_FILE.replace("one file holding", "a playlist of byte ranges into"))
     entries: dict[str, PlaylistEntry] = {}
     for seg in playlist.segments:
         if not seg.uri:

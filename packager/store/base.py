@@ -66,9 +66,11 @@ class RenditionState:
     name: str
     init_id: str | None
     init_changed: bool  # a new init arrived: the next segment starts a discontinuity
+    init_resent: bool  # an init (maybe the same) came since the last segment: a new run
     last: SegmentRef | None
     last_end_dts: int | None  # where the last segment's main track ended, in its timescale
     last_digest: str | None  # sha256 of the last segment's bytes: a retried PUT is identical
+    last_arrival: float | None  # when the last segment arrived (our clock)
     playlist: Mapping[str, PlaylistEntry]  # the latest playlist's entries by file name
     recent: tuple[SegmentRef, ...]  # the last few segments, oldest first
     next_seq: int  # the number the next segment gets

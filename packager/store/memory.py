@@ -65,10 +65,12 @@ class _Rendition:
     name: str
     init_id: str | None = None
     init_changed: bool = False
+    init_resent: bool = False
     segments: deque[_Segment] = field(default_factory=deque)
     next_seq: int = 0
     last_end_dts: int | None = None
     last_digest: str | None = None
+    last_arrival: float | None = None
     playlist: dict[str, PlaylistEntry] = field(default_factory=dict)
     demux: str | None = None
 
@@ -205,9 +207,11 @@ class MemoryStore:
             name=r.name,
             init_id=r.init_id,
             init_changed=r.init_changed,
+            init_resent=r.init_resent,
             last=last.ref if last is not None else None,
             last_end_dts=r.last_end_dts,
             last_digest=r.last_digest,
+            last_arrival=r.last_arrival,
             playlist=dict(r.playlist),
             recent=tuple(s.ref for s in itertools.islice(reversed(r.segments), 8))[::-1],
             demux=r.demux,
@@ -226,6 +230,7 @@ class MemoryStore:
                     f"stream {stream_id!r} has {self.limits.max_renditions} renditions already"
                 )
             r = stream.renditions[rendition] = _Rendition(rendition)
+        r.init_resent = True
         if r.init_id == init_id:
             return False
         if init_id not in self._inits:
@@ -302,8 +307,10 @@ class MemoryStore:
         rendition.segments.append(seg)
         rendition.next_seq = ref.key.seq + 1
         rendition.init_changed = False
+        rendition.init_resent = False
         rendition.last_end_dts = end_dts
         rendition.last_digest = digest
+        rendition.last_arrival = self.clock()
         self._segments[ref.key] = seg
         self._init_users[ref.init_id] = self._init_users.get(ref.init_id, 0) + 1
         self._dvr_bytes += ref.cost

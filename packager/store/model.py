@@ -214,6 +214,9 @@ class Clip:
     note: str | None = None  # set when it completed short (the ingest stopped)
     video_id: int | None = None
     vod_error: str | None = None
+    # Seconds between the earliest and the latest first segment of its renditions: each starts
+    # where it decodes, so renditions whose GOPs do not line up cannot start on one instant.
+    spread: float = 0.0
 
     @property
     def complete(self) -> bool:
