@@ -36,8 +36,10 @@ timeline is computed with Fractions only where it must be (a track's first segme
 or clock, a restart); from there on a track is in an integer *regime*: while the init and the
 source timeline's shift stay the same, a segment's tfdt maps to the track's ticks by adding one
 constant, and `follows` is a comparison against integer thresholds computed once, so a boundary
-costs a few integer operations. tests/package/reference_mp4.py, the per-sample builder this
-replaced, must produce the same bytes.
+costs a few integer operations. An hour of 1080p builds in about 7 ms against 128 ms per
+sample (10 s: 0.26 against 0.6 ms); what remains is a Python step per segment and per table,
+and copying the 1.9 MB moov once (bench/layout_build.py). tests/package/reference_mp4.py, the
+per-sample builder this replaced, must produce the same bytes.
 """
 
 from __future__ import annotations

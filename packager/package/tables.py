@@ -14,7 +14,12 @@ prefix of the next segment's samples (an overlapping AAC frame dropped, `trim`).
 
 `PreparedSegment` is plain ints and bytes, so a shared store (Redis) can hold it as well as
 the heap: `to_bytes`/`from_bytes`. Table entries are big-endian, as the file carries them;
-chunk rows and piece lists are little-endian int64, the builder's own arithmetic.
+chunk rows and piece lists are little-endian int64, the builder's own arithmetic. An hour of
+the ladder's 1080p rendition (30 fps video with B-frames, 48 kHz AAC, 2 s segments) is 2.5 MB
+as `to_bytes`, 4.2 MB as objects in the heap, next to 8.4 MB for the `TrackSamples` arrays
+each segment keeps today (bench/layout_build.py, tracemalloc). Preparing costs about what
+parsing does (35 against 38 us a segment): B-frame offsets change nearly every sample, and
+their runs and the earliest composition time are a Python step per sample.
 """
 
 from __future__ import annotations
