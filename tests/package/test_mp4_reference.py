@@ -5,6 +5,7 @@ long and huge synthetic clips, and on random timelines."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 import pytest
@@ -318,6 +319,8 @@ def _variants() -> dict[str, InitSegment]:
 
 
 VARIANTS = _variants()
+# 300 in the fast loop; a longer hunt: TIMELINE_EXAMPLES=5000 (about a minute and a half)
+TIMELINE_EXAMPLES = int(os.environ.get("TIMELINE_EXAMPLES", "300"))
 # Ticks between a track's end and its next tfdt; 10**6 stands for a restart at 0. 160_000 and
 # 500_000 jump past MAX_FOLLOWED_GAP for video, or for both tracks.
 JITTER = [0, 0, 0, 0, 1, -1, 2, -2, 300, -300, 1024, -1024, 7680, -20000, -24000, -24001]
@@ -370,7 +373,7 @@ def _track_plan(draw: st.DrawFn, track: Track, ends: dict[str, int]) -> TrackPla
 
 
 @settings(
-    max_examples=int(__import__("os").environ.get("TIMELINE_EXAMPLES", "300")),
+    max_examples=TIMELINE_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
