@@ -253,6 +253,63 @@ def chunk_offsets_size(count: int, wide: bool) -> int:
     return 16 + count * (8 if wide else 4)
 
 
+# ---- a moov as parts, joined once ------------------------------------------------------------
+
+
+class Parts:
+    """Bytes still to be joined, with their total size. Boxes nest as parts, so a moov whose
+    tables are megabytes (an hour of samples) is copied once, by the final join, rather than
+    once per nesting level (stbl, minf, mdia, trak, moov) as `box()` would."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self, items: list[bytes | memoryview | Parts], size: int) -> None:
+        self.items = items
+        self.size = size
+
+    @classmethod
+    def of(cls, items: Sequence[bytes | memoryview]) -> Parts:
+        return cls(list(items), sum(map(len, items)))
+
+    def join(self) -> bytes:
+        flat: list[bytes | memoryview] = []
+        self._flatten(flat)
+        return b"".join(flat)
+
+    def _flatten(self, out: list[bytes | memoryview]) -> None:
+        for item in self.items:
+            if isinstance(item, Parts):
+                item._flatten(out)
+            else:
+                out.append(item)
+
+
+def nest(typ: bytes, *children: bytes | Parts) -> Parts:
+    """A box around `children`, as parts (32-bit size, like `box`)."""
+    size = 8 + sum(c.size if isinstance(c, Parts) else len(c) for c in children)
+    if size > U32_MAX:
+        raise ValueError(f"box {typ!r} of {size} bytes needs a 64-bit size")
+    return Parts([struct.pack(">I4s", size, typ), *children], size)
+
+
+def table_box(typ: bytes, version: int, entry_count: int, entries: Parts) -> Parts:
+    """A full box of `entry_count` ready entries: stts, ctts, stss, stsc (§8.6, §8.7)."""
+    return nest(typ, struct.pack(">II", version << 24, entry_count), entries)
+
+
+def stsz_box(sample_size: int, sample_count: int, entries: Parts) -> Parts:
+    """Sample sizes from ready entries; none when `sample_size` is shared (§8.7.3.2)."""
+    head = struct.pack(">III", 0, sample_size, sample_count)
+    return nest(b"stsz", head, entries if sample_size == 0 else Parts([], 0))
+
+
+def chunk_offsets_at(offsets: array[int], base: int, wide: bool) -> bytes:
+    """stco, or co64 when `wide`, for chunks at `base` + each offset (§8.7.5)."""
+    table = array("Q" if wide else "I", map(base.__add__, offsets))
+    count = struct.pack(">I", len(table))
+    return full_box(b"co64" if wide else b"stco", 0, 0, count, _big_endian(table))
+
+
 # ---- fragmented MP4: one media segment ------------------------------------------------------
 
 _SYNC_FLAGS = 0x02000000  # sample_depends_on = 2 (an I-frame): a sync sample (§8.8.3.1)

@@ -7,6 +7,7 @@ import hashlib
 import struct
 import subprocess
 from array import array
+from collections.abc import Callable, Hashable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packager.media.model import InitSegment, Track
-from packager.package.mp4 import Mp4Layout, TrackTable, build_layout, progressive_header
+from packager.package.mp4 import LayoutSegment, Mp4Layout, build_layout
+from packager.package.tables import prepare_segment
 from packager.store.segment import Segment
 from tests.mp4_support import (
     AAC_FRAME,
@@ -28,8 +30,24 @@ from tests.mp4_support import (
 )
 
 
-def _body(layout: Mp4Layout) -> bytes:
-    return b"".join(layout.iter_range())
+def _layout(segments: Sequence[Segment]) -> Mp4Layout:
+    """Built as a caller with a store would: segments by key, tables prepared at ingest."""
+    return build_layout(
+        [LayoutSegment(k, s.init, prepare_segment(s.init, s.media)) for k, s in enumerate(segments)]
+    )
+
+
+def _reader(segments: Sequence[Segment]) -> Callable[[Hashable], bytes]:
+    def read(key: Hashable) -> bytes:
+        assert isinstance(key, int)
+        return segments[key].data
+
+    return read
+
+
+def _body(segments: Sequence[Segment], layout: Mp4Layout | None = None) -> bytes:
+    layout = layout or _layout(segments)
+    return b"".join(layout.iter_range(read=_reader(segments)))
 
 
 def _shown_at(track: Track, init: InitSegment, composition: int) -> Fraction:
@@ -51,8 +69,9 @@ def _first_shown(seg: Segment, handler: str) -> Fraction:
 
 
 def test_moov_comes_before_mdat_and_the_boxes_tile_the_file() -> None:
-    layout = build_layout(fixture_segments(1, [0, 1, 2]))
-    body = _body(layout)
+    segments = fixture_segments(1, [0, 1, 2])
+    layout = _layout(segments)
+    body = _body(segments, layout)
     assert len(body) == layout.size
     assert [b[0] for b in top_boxes(body)] == [b"ftyp", b"moov", b"mdat"]
     assert top_boxes(body)[-1][3] == layout.size
@@ -64,7 +83,7 @@ def test_moov_comes_before_mdat_and_the_boxes_tile_the_file() -> None:
 )
 def test_every_sample_is_the_source_bytes(rendition: int, indexes: list[int]) -> None:
     segments = fixture_segments(rendition, indexes)
-    body = _body(build_layout(segments))
+    body = _body(segments)
     movie = read_moov(body)
     for handler in ("vide", "soun"):
         got = [
@@ -75,7 +94,7 @@ def test_every_sample_is_the_source_bytes(rendition: int, indexes: list[int]) ->
 
 def test_tables_keep_durations_composition_offsets_and_keyframes() -> None:
     segments = fixture_segments(2, [1, 2, 3])
-    movie = read_moov(_body(build_layout(segments)))
+    movie = read_moov(_body(segments))
     video, audio = movie.track("vide"), movie.track("soun")
     source_video = [seg.media.tracks[0] for seg in segments]
     assert video.durations == [d for s in source_video for d in s.durations]
@@ -90,7 +109,7 @@ def test_tables_keep_durations_composition_offsets_and_keyframes() -> None:
 @pytest.mark.parametrize("first", [0, 1, 2, 4])
 def test_video_and_audio_are_shown_from_zero_in_the_source_sync(first: int) -> None:
     segments = fixture_segments(2, [first, first + 1])
-    movie = read_moov(_body(build_layout(segments)))
+    movie = read_moov(_body(segments))
     video, audio = movie.track("vide"), movie.track("soun")
     # No empty edit: both tracks start at 0.
     assert len(video.edits) == 1 and len(audio.edits) == 1
@@ -114,7 +133,7 @@ def _dts(durations: list[int]) -> list[int]:
 
 def test_durations_are_exact() -> None:
     segments = fixture_segments(1, [1, 2, 3, 4])
-    movie = read_moov(_body(build_layout(segments)))
+    movie = read_moov(_body(segments))
     video, audio = movie.track("vide"), movie.track("soun")
     clip_seconds = Fraction(sum(s.main.duration for s in segments), 15360)
     assert movie.timescale == 15360
@@ -130,99 +149,80 @@ def test_durations_are_exact() -> None:
 
 def test_chunks_interleave_per_segment_and_coalesce_into_one_piece_per_segment() -> None:
     segments = fixture_segments(0, [0, 1, 2, 3])
-    layout = build_layout(segments)
-    movie = read_moov(_body(layout))
+    layout = _layout(segments)
+    movie = read_moov(_body(segments, layout))
     video, audio = movie.track("vide"), movie.track("soun")
     assert len(video.chunk_offsets) == len(audio.chunk_offsets) == 4
     assert video.stsc == [(1, 60, 1)]
     for v, a, seg in zip(video.chunk_offsets, audio.chunk_offsets, segments, strict=True):
         assert a == v + seg.media.tracks[0].total_size  # audio right after its segment's video
-    # ffmpeg stores each segment's video then audio back to back: one view per segment.
-    assert len(layout.pieces) == 1 + len(segments)
-    for piece, seg in zip(layout.pieces[1:], segments, strict=True):
-        assert piece.obj is seg.data  # a view of the stored bytes, not a copy
-        assert len(piece) == sum(t.total_size for t in seg.media.tracks)
+    # ffmpeg stores each segment's video then audio back to back: one piece per segment, by key.
+    pieces = list(layout.pieces_in_range())
+    assert pieces[0] == (None, 0, len(layout.header))
+    assert [key for key, _, _ in pieces[1:]] == [0, 1, 2, 3]
+    for (_, offset, length), seg in zip(pieces[1:], segments, strict=True):
+        assert offset == seg.media.tracks[0].offsets[0]
+        assert length == sum(t.total_size for t in seg.media.tracks)
+    assert layout.keys() == {0, 1, 2, 3}
 
 
-_RANGE_LAYOUT = build_layout(fixture_segments(0, [3, 4]))
-_RANGE_BODY = _body(_RANGE_LAYOUT)
+_RANGE_SEGMENTS = fixture_segments(0, [3, 4])
+_RANGE_LAYOUT = _layout(_RANGE_SEGMENTS)
+_RANGE_BODY = _body(_RANGE_SEGMENTS, _RANGE_LAYOUT)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(-10, _RANGE_LAYOUT.size + 10), st.integers(-10, _RANGE_LAYOUT.size + 10))
 def test_any_range_of_the_layout_is_that_slice_of_the_file(a: int, b: int) -> None:
-    assert b"".join(_RANGE_LAYOUT.iter_range(a, b)) == _RANGE_BODY[max(a, 0) : max(b, 0)]
+    got = b"".join(_RANGE_LAYOUT.iter_range(a, b, _reader(_RANGE_SEGMENTS)))
+    assert got == _RANGE_BODY[max(a, 0) : max(b, 0)]
+    pieces = list(_RANGE_LAYOUT.pieces_in_range(a, b))
+    assert sum(n for _, _, n in pieces) == len(got)
 
 
-def test_a_range_in_the_middle_reads_only_the_pieces_it_covers() -> None:
+def test_a_range_in_the_middle_reads_only_the_segment_it_covers() -> None:
     segments = fixture_segments(0, list(range(12)))
-    layout = build_layout(segments)
+    layout = _layout(segments)
     k = 7
-    first = next(i for i, p in enumerate(layout.pieces) if p.obj is segments[k].data)
+    first = layout.piece_keys.index(k)
     start = layout.starts[first] + 1000
-    views = list(layout.iter_range(start, start + 5000))
-    assert len(views) == 1
-    assert views[0].obj is segments[k].data
+    asked: list[Hashable] = []
+
+    def read(key: Hashable) -> bytes:
+        asked.append(key)
+        return _reader(segments)(key)
+
+    views = list(layout.iter_range(start, start + 5000, read))
+    assert asked == [k]  # nothing before the range, nothing after it
     source = segments[k].media.tracks[0].offsets[0]  # where the segment's samples begin
-    assert bytes(views[0]) == segments[k].data[source + 1000 : source + 6000]
+    assert [bytes(v) for v in views] == [segments[k].data[source + 1000 : source + 6000]]
 
 
-def _table(track: Track, count: int, size: int, duration: int, chunks: int) -> TrackTable:
-    per = count // chunks
-    return TrackTable(
-        track=track,
-        sample_entries=track.stsd[16:],
-        entry_count=1,
-        durations=array("I", [duration] * count),
-        sizes=array("I", [size] * count),
-        cts_offsets=array("i", [0] * count),
-        sync=array("B", [1] * count),
-        chunk_samples=array("I", [per] * chunks),
-        chunk_entries=array("I", [1] * chunks),
-        chunk_offsets=array("Q", [k * per * size for k in range(chunks)]),
-        empty=0,
-        media_time=0,
-        edit_duration=count * duration,
-    )
+def test_a_layout_by_reference_needs_a_reader() -> None:
+    with pytest.raises(TypeError, match="pass `read`"):
+        b"".join(_RANGE_LAYOUT.iter_range())
 
 
-def test_a_file_past_4_gib_gets_co64_and_a_64_bit_mdat_header() -> None:
-    """Numbers only: the table builder never needs the bytes it describes."""
-    video = fixture_init(0).video
-    assert video is not None
-    table = _table(video, count=1200, size=4 << 20, duration=512, chunks=40)  # 4.7 GiB
-    payload = 1200 * (4 << 20)
-    header = progressive_header([table], 15360, payload)
-    moov = next(b for b in top_boxes(header[: header.index(b"mdat") - 4]) if b[0] == b"moov")
-    mdat_at = moov[3]
-    assert struct.unpack_from(">I4sQ", header, mdat_at) == (1, b"mdat", 16 + payload)
-    assert len(header) == mdat_at + 16
-    track = read_moov(header[:mdat_at]).tracks[0]
-    assert track.co64
-    assert track.chunk_offsets == [len(header) + o for o in table.chunk_offsets]
-    assert max(track.chunk_offsets) > 2**32
+def test_stored_segments_still_build_with_views_of_their_bytes() -> None:
+    """The compatibility path for today's callers (packager/http): a list of Segment gives the
+    same file, its pieces views of the stored bytes, readable without a reader."""
+    segments = fixture_segments(1, [2, 3, 4])
+    layout = build_layout(segments)
+    body = _body(segments)  # the same file through keys and a reader
+    assert b"".join(layout.iter_range()) == body
+    assert b"".join(layout.iter_range(10, 300_000)) == body[10:300_000]
+    assert layout.size == sum(len(p) for p in layout.pieces) == len(body)
+    assert all(p.obj is seg.data for p, seg in zip(layout.pieces[1:], segments, strict=True))
 
 
-def test_a_file_below_4_gib_keeps_stco_and_a_32_bit_mdat_header() -> None:
-    video = fixture_init(0).video
-    assert video is not None
-    table = _table(video, count=900, size=4 << 20, duration=512, chunks=30)  # 3.5 GiB
-    header = progressive_header([table], 15360, 900 * (4 << 20))
-    assert struct.unpack_from(">4s", header, len(header) - 4) == (b"mdat",)
-    track = read_moov(header[: len(header) - 8]).tracks[0]
-    assert not track.co64
-
-
-def test_durations_past_32_bits_get_version_1_headers() -> None:
-    audio = fixture_init(0).audio
-    assert audio is not None
-    table = _table(audio, count=4, size=10, duration=2**31, chunks=1)  # 2**33 ticks
-    header = progressive_header([table], 48000, 40)
-    movie = read_moov(header[: len(header) - 8])
-    assert movie.duration == 2**33
-    track = movie.tracks[0]
-    assert track.media_duration == track.tkhd_duration == 2**33
-    assert track.edits == [(2**33, 0)]
+def test_a_saved_file_is_a_layout_of_one_piece_that_is_its_own_bytes() -> None:
+    """How packager/http/videos.py serves a VOD file it mapped in: key = the view itself."""
+    data = bytes(range(256)) * 40
+    view = memoryview(data)
+    layout = Mp4Layout(b"", (view,), array("Q", [0]), len(view))
+    assert b"".join(layout.iter_range()) == data
+    assert b"".join(layout.iter_range(100, 5000)) == data[100:5000]
+    assert [bytes(p) for p in layout.pieces] == [data]
 
 
 def _with_stsd(init: InitSegment, tweak: bytes) -> InitSegment:
@@ -240,7 +240,7 @@ def test_a_new_init_with_another_sample_description_adds_an_stsd_entry() -> None
     segments[1] = dataclasses.replace(segments[1], init=same_bytes)
     segments[2] = dataclasses.replace(segments[2], init=other)
     segments[3] = dataclasses.replace(segments[3], init=other)
-    movie = read_moov(_body(build_layout(segments)))
+    movie = read_moov(_body(segments))
     video = movie.track("vide")
     assert struct.unpack_from(">I", video.stsd, 12) == (2,)
     assert video.stsc == [(1, 60, 1), (3, 60, 2)]
@@ -252,7 +252,7 @@ def test_ffmpeg_decodes_a_clip_across_a_discontinuity_from_zero(
 ) -> None:
     segments = fixture_segments(0, [4, 5, 0, 1])
     path = tmp_path / "clip.mp4"
-    path.write_bytes(_body(build_layout(segments)))
+    path.write_bytes(_body(segments))
     seen = decode_with_ffmpeg(ffmpeg_exe, str(path))
     assert seen.errors == ""
     assert seen.start == 0 and seen.video_first == 0
@@ -286,7 +286,7 @@ def test_decoded_sound_and_pictures_are_the_source_from_its_first_shown_frame(
     segments = fixture_segments(0, indexes)
     source, ours = tmp_path / "source.mp4", tmp_path / "ours.mp4"
     source.write_bytes(fixture_init(0).data + b"".join(s.data for s in segments))
-    ours.write_bytes(_body(build_layout(segments)))
+    ours.write_bytes(_body(segments))
     assert _frame_hashes(ffmpeg_exe, ours) == _frame_hashes(ffmpeg_exe, source)
     ours_pcm = _decoded(ffmpeg_exe, ours, "a", "s16le")
     source_pcm = _decoded(ffmpeg_exe, source, "a", "s16le")

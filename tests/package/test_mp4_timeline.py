@@ -9,33 +9,26 @@ the encoder made them, with nothing carried forward from one boundary to the nex
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from packager.clock import ManualClock
-from packager.config import Config
-from packager.demo import DemoFeed, load_ladder
 from packager.media.fragment import parse_segment
 from packager.media.model import Track
 from packager.media.rewrite import shift_decode_times
-from packager.package.mp4 import build_layout
-from packager.service.compose import build_services
-from packager.store.memory import MemoryStore
+from packager.package.mp4 import LayoutSegment, build_layout
+from packager.package.tables import prepare_segment
 from packager.store.segment import Segment
-from tests.conftest import LADDER_DIR, feed_past
 from tests.mp4_support import (
     AAC_FRAME,
     decode_with_ffmpeg,
     fixture_segments,
     read_moov,
     source_sample_hashes,
-    stored_segments,
 )
 
 AUDIO, VIDEO = 2, 1  # track ids of the fixture ladder
@@ -43,7 +36,16 @@ TICK = Fraction(1, 48000)  # the audio's (and the movie's) tick: the finest the 
 
 
 def _body(segments: Sequence[Segment]) -> bytes:
-    return b"".join(build_layout(segments).iter_range())
+    """The file as a caller with a store builds and reads it: by key, tables from ingest."""
+    layout = build_layout(
+        [LayoutSegment(k, s.init, prepare_segment(s.init, s.media)) for k, s in enumerate(segments)]
+    )
+
+    def read(key: Hashable) -> bytes:
+        assert isinstance(key, int)
+        return segments[key].data
+
+    return b"".join(layout.iter_range(read=read))
 
 
 def _shifted(segments: list[Segment], shifts: Sequence[dict[int, int]]) -> list[Segment]:
@@ -199,23 +201,6 @@ def test_a_new_init_with_another_clock_follows_the_timeline() -> None:
     read = read_moov(_body(segments)).track("vide")
     assert read.timescale == 15360
     assert read.durations == [512] * 120
-
-
-@pytest.fixture(scope="module")
-def hour(tmp_path_factory: pytest.TempPathFactory) -> list[Segment]:
-    """An hour of the lowest rendition as the demo feed replays it: 300 loops of 12 s."""
-
-    async def cut() -> list[Segment]:
-        clock = ManualClock(1_800_000_000.0)
-        config = Config(memory_budget=1 << 31, data_dir=tmp_path_factory.mktemp("hour"))
-        services = build_services(config, clock, MemoryStore(clock, 1 << 31))
-        feed = DemoFeed(services.ingest, load_ladder(LADDER_DIR)[:1], clock)
-        origin = await feed_past(feed, clock, 1800)
-        clip = await services.clips.create_clip("demo", duration=3600, start=origin)
-        assert len(clip.reference.segments) == 1800
-        return await stored_segments(services.store, clip.reference)
-
-    return asyncio.run(cut())
 
 
 def test_an_hour_of_loops_keeps_audio_and_video_in_sync_to_the_end(hour: list[Segment]) -> None:
