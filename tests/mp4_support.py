@@ -81,13 +81,15 @@ async def stored_segments(store: Store, cr: ClipRendition) -> list[Segment]:
     """A clip rendition's segments as the MP4 builder takes them, read back from a store."""
     out = []
     for seq, ref in enumerate(cr.segments):
+        data = await store.segment_data(ref.key)
+        init = await store.init(ref.init_id)
         out.append(
             Segment(
                 seq=seq,
                 name=ref.name,
-                data=await store.segment_data(ref.key),
-                init=await store.init(ref.init_id),
-                media=await store.segment_media(ref.key),
+                data=data,
+                init=init,
+                media=parse_segment(data, init),
                 start=ref.start,
                 duration=ref.duration,
                 discontinuity=ref.discontinuity,

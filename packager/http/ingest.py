@@ -50,7 +50,10 @@ async def read_upload(request: web.Request, config: Config, store: Store) -> byt
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(request.content.readany(), config.body_timeout)
+                # In this task (asyncio.timeout, not wait_for): reading aiohttp's payload from
+                # another task lost ffmpeg's chunked PUTs mid-body.
+                async with asyncio.timeout(config.body_timeout):
+                    chunk = await request.content.readany()
             except TimeoutError:
                 raise RequestTimeout(
                     f"no byte of the body for {config.body_timeout:g} s: the upload is dropped"

@@ -10,6 +10,7 @@ If-None-Match.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Hashable
 
 from aiohttp import hdrs, web
 
@@ -106,11 +107,19 @@ async def serve(request: web.Request, clip: Clip, cr: ClipRendition) -> web.Stre
     if not cr.segments:
         raise ClipNotFound(f"rendition {cr.name} of clip {clip.id} holds no media")
     file = await services.mp4.get(clip, cr, now)
-    return await send_file(request, file, caching.cache_headers(now, clip.expiration, True))
+    headers = caching.cache_headers(now, clip.expiration, True)
+    return await send_file(request, file, headers, services.mp4.read)
+
+
+Reader = Callable[[Hashable], Awaitable[bytes]]
+
+
+async def _no_reader(key: Hashable) -> bytes:
+    raise LookupError(f"no reader for layout piece {key!r}")
 
 
 async def send_file(
-    request: web.Request, file: Mp4File, headers: dict[str, str]
+    request: web.Request, file: Mp4File, headers: dict[str, str], read: Reader = _no_reader
 ) -> web.StreamResponse:
     """GET/HEAD of an MP4, whole or one byte range, with validators and preconditions; the
     body is streamed from the layout's views (a computed MP4, or a saved file mapped in)."""
@@ -139,8 +148,16 @@ async def send_file(
     resp.content_length = end - start
     await resp.prepare(request)
     if request.method != hdrs.METH_HEAD:
-        for piece in file.layout.iter_range(start, end):
-            for at in range(0, len(piece), WRITE_SLICE):
+        layout = file.layout
+        for key, offset, length in layout.pieces_in_range(start, end):
+            if key is None:
+                data: bytes | memoryview = layout.header
+            elif isinstance(key, bytes | memoryview):  # a saved file's own bytes
+                data = key
+            else:  # a segment's, read from the store only now: nothing before `start`
+                data = await read(key)
+            piece = memoryview(data)[offset : offset + length]
+            for at in range(0, length, WRITE_SLICE):
                 await resp.write(piece[at : at + WRITE_SLICE])
     await resp.write_eof()
     return resp

@@ -133,6 +133,15 @@ class PreparedSegment:
     def __post_init__(self) -> None:
         object.__setattr__(self, "track_ids", tuple(t.track_id for t in self.tracks))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory it takes, for the budget: its byte strings and the objects around them."""
+        blobs = len(self.piece_starts) + len(self.piece_lengths)
+        for t in self.tracks:
+            blobs += len(t.sizes) + len(t.stts) + len(t.ctts) + len(t.chunks)
+            blobs += len(t.sync) if t.sync is not None else 0
+        return blobs + 200 + 600 * len(self.tracks)
+
     def to_bytes(self) -> bytes:
         """A self-contained byte string: a shared store keeps this, `from_bytes` reads it."""
         parts = [_HEAD.pack(_FORMAT, len(self.tracks), self.payload)]

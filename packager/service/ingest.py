@@ -25,6 +25,7 @@ from packager.media.gop import decodable_from_start
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
 from packager.media.ts import TsState, demux_segment, is_transport_stream
+from packager.package.tables import prepare_segment
 from packager.store.base import PlaylistEntry, RenditionState, Store
 from packager.store.model import Clip, SegmentKey, SegmentRef, StreamInfo, Timing
 
@@ -212,6 +213,9 @@ class Ingest:
         body: bytes,
     ) -> IngestResult:
         media = parse_segment(body, init)
+        # What every MP4 layout needs of it, prepared once: a new clip's moov is then a join
+        # of per-segment pieces, O(segments). The per-sample arrays are not kept.
+        tables = prepare_segment(init, media)
         main = media.track(init.main.track_id)
         if main is None or main.duration <= 0:
             raise BadMedia(f"segment has no samples of track {init.main.track_id}")
@@ -280,9 +284,9 @@ class Ingest:
             frames=video_samples.count if video_samples is not None else 0,
             track_sizes=tuple(sizes.get(t.track_id, 0) for t in init.tracks),
             timing=timing,
-            cost=len(body) + media.nbytes + REF_COST,
+            cost=len(body) + tables.nbytes + REF_COST,
         )
-        completed = await self.store.add_segment(ref, body, media, main.end_decode_time, digest)
+        completed = await self.store.add_segment(ref, body, tables, main.end_decode_time, digest)
         return IngestResult(Received.SEGMENT, ref, tuple(completed))
 
     async def _late_dates(

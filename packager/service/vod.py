@@ -81,7 +81,10 @@ class VideoSaver:
                 codecs=init.codecs,
                 bandwidth=cr.average_bitrate(),
             )
-            bodies.append((info, built.layout.iter_range()))
+            # The writer runs in a thread: it gets the segments' bytes up front (references
+            # to what the store holds, for the memory store).
+            data = {k: await self.builds.read(k) for k in built.layout.keys()}
+            bodies.append((info, built.layout.iter_range(read=data.__getitem__)))
         video_id, slug = await asyncio.to_thread(self.library.reserve)
         reference_init = await self.store.init(clip.reference.first_init)
         draft = Video(

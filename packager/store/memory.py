@@ -26,7 +26,8 @@ from packager.errors import (
     StreamExists,
     StreamNotFound,
 )
-from packager.media.model import InitSegment, SegmentMedia
+from packager.media.model import InitSegment
+from packager.package.tables import PreparedSegment
 from packager.store.base import (
     END_EPSILON,
     OVERLAP_EPSILON,
@@ -55,7 +56,7 @@ from packager.store.model import (
 class _Segment:
     ref: SegmentRef
     data: bytes
-    media: SegmentMedia
+    tables: PreparedSegment  # its share of every MP4 sample table, prepared at ingest
     pins: int = 0  # how many clips hold it
     in_dvr: bool = True
 
@@ -293,7 +294,7 @@ class MemoryStore:
         self,
         ref: SegmentRef,
         data: bytes,
-        media: SegmentMedia,
+        tables: PreparedSegment,
         end_dts: int,
         digest: str,
     ) -> list[Clip]:
@@ -303,7 +304,7 @@ class MemoryStore:
         rendition = stream.renditions[ref.key.rendition]
         self._sweep(stream)
         self._make_room(ref.cost)
-        seg = _Segment(ref, data, media)
+        seg = _Segment(ref, data, tables)
         rendition.segments.append(seg)
         rendition.next_seq = ref.key.seq + 1
         rendition.init_changed = False
@@ -572,8 +573,8 @@ class MemoryStore:
     async def segment_data(self, key: SegmentKey) -> bytes:
         return self._segment(key).data
 
-    async def segment_media(self, key: SegmentKey) -> SegmentMedia:
-        return self._segment(key).media
+    async def segment_tables(self, key: SegmentKey) -> PreparedSegment:
+        return self._segment(key).tables
 
     def _segment(self, key: SegmentKey) -> _Segment:
         seg = self._segments.get(key)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from packager.clock import ManualClock
 from packager.demo import DemoFeed, load_ladder
 from packager.errors import PackagerError
+from packager.media.fragment import parse_segment
 from packager.package import hls
 from packager.package.mp4 import build_layout
 from packager.service.clips import ClipService
@@ -102,8 +103,10 @@ def check_store(store: MemoryStore) -> None:
         for g in ring.segments:
             assert g.ref.duration > 0 and math.isfinite(g.ref.start)
             init = store._inits[g.ref.init_id]
-            check_segment(g.media, g.data, init)
-            assert g.media.track(init.main.track_id) is not None
+            media = parse_segment(g.data, init)  # what the store keeps parsed it once
+            check_segment(media, g.data, init)
+            assert media.track(init.main.track_id) is not None
+            assert g.tables.track_ids == tuple(t.track_id for t in media.tracks)
 
 
 @st.composite

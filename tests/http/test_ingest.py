@@ -78,3 +78,30 @@ async def test_segments_past_the_size_limit_are_413(
     assert (await resp.json())["error"] == "too_large"
     resp = await client.put("/ingest/s/0/index0.m4s", data=_chunks(big), headers=key)
     assert resp.status == 413
+
+
+async def test_an_upload_that_stops_sending_is_dropped_with_408(
+    aiohttp_client: AiohttpClient,
+    clock: ManualClock,
+    ladder: list[RecordedRendition],
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from packager.config import Config
+    from packager.http.app import create_app
+
+    config = Config(api_keys=("k",), ingest_key="push", body_timeout=0.3, data_dir=tmp_path)
+    client = await aiohttp_client(create_app(config, clock=clock, timers=False))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    body = ladder[0].init
+    writer.write(
+        b"PUT /ingest/s/0/init.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer push\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]  # and then nothing
+    )
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status.split()[1] == b"408", status
+    stats = await (await client.get("/stats", headers={"Authorization": "apikey k"})).json()
+    assert stats["memory"]["uploading_bytes"] == 0 and stats["streams"] == 0
