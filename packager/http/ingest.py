@@ -14,7 +14,7 @@ from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import METRICS
 from packager.service.clips import STREAM_ID
-from packager.service.ingest import Received
+from packager.service.ingest import Received, parse_playlist
 from packager.store.base import Store
 
 routes = web.RouteTableDef()
@@ -90,6 +90,23 @@ async def receive(request: web.Request) -> web.Response:
     metrics.ingest_bytes.inc(len(body))
     status = 201 if result.kind in (Received.INIT, Received.SEGMENT) else 200
     return json_response({"received": result.kind.value}, status=status)
+
+
+@routes.put("/ingest/{stream_id}/{file}")
+@routes.post("/ingest/{stream_id}/{file}")
+async def master_playlist(request: web.Request) -> web.Response:
+    """ffmpeg's `-master_pl_name master.m3u8` PUTs the encoder's master playlist beside the
+    renditions. The ladder comes from the media itself, so it is taken (keyed, bounded) and
+    set aside."""
+    stream_id = request.match_info["stream_id"]
+    file = request.match_info["file"]
+    if not (STREAM_ID.fullmatch(stream_id) and file.endswith(".m3u8") and _FILE.fullmatch(file)):
+        raise NotFound("ingest path must be /ingest/{stream_id}/{rendition}/{file}")
+    ingest = request.app[SERVICES].ingest
+    await ingest.authorize(stream_id, bearer_token(request))
+    body = await read_upload(request, request.app[CONFIG], ingest.store)
+    parse_playlist(body)  # well-formed, or 400
+    return json_response({"received": "master playlist"}, status=200)
 
 
 @routes.delete(_PATH)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
+from fractions import Fraction
 
 import m3u8
 
@@ -24,6 +25,7 @@ from packager.media.fragment import parse_segment
 from packager.media.gop import decodable_from_start
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
+from packager.media.rewrite import shift_decode_times
 from packager.media.ts import TsState, demux_segment, is_transport_stream
 from packager.package.tables import prepare_segment
 from packager.store.base import PlaylistEntry, RenditionState, Store
@@ -213,16 +215,13 @@ class Ingest:
         body: bytes,
     ) -> IngestResult:
         media = parse_segment(body, init)
-        # What every MP4 layout needs of it, prepared once: a new clip's moov is then a join
-        # of per-segment pieces, O(segments). The per-sample arrays are not kept.
-        tables = prepare_segment(init, media)
         main = media.track(init.main.track_id)
         if main is None or main.duration <= 0:
             raise BadMedia(f"segment has no samples of track {init.main.track_id}")
         duration = main.duration / init.main.timescale
         if duration > MAX_SEGMENT_SECONDS:
             raise BadMedia(f"segment lasts {duration:.0f} s, more than {MAX_SEGMENT_SECONDS:g}")
-        digest = hashlib.sha256(body).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()  # of what the encoder sent: retries match
         prev = state.last
         if (
             prev is not None
@@ -238,8 +237,22 @@ class Ingest:
             # index0 from tfdt 0: maybe byte-identical to the last run's (a test pattern is),
             # and never a duplicate.
             return IngestResult(Received.DUPLICATE, prev)
+        shift, restarted = await self._restamp(state, init, main.base_decode_time)
+        if any(shift.values()):
+            try:
+                body = shift_decode_times(body, shift)
+            except BadMedia:  # a tfdt version 0 cannot hold it: keep the encoder's times
+                shift = {}
+            else:
+                media = parse_segment(body, init)
+                main = media.track(init.main.track_id)
+                assert main is not None
+        # What every MP4 layout needs of it, prepared once: a new clip's moov is then a join
+        # of per-segment pieces, O(segments). The per-sample arrays are not kept.
+        tables = prepare_segment(init, media)
         contiguous = (
             prev is not None
+            and not restarted
             and prev.init_id == state.init_id
             and not state.init_changed
             and state.last_end_dts == main.base_decode_time
@@ -286,8 +299,34 @@ class Ingest:
             timing=timing,
             cost=len(body) + tables.nbytes + REF_COST,
         )
-        completed = await self.store.add_segment(ref, body, tables, main.end_decode_time, digest)
+        completed = await self.store.add_segment(
+            ref, body, tables, main.end_decode_time, digest, tuple(sorted(shift.items()))
+        )
         return IngestResult(Received.SEGMENT, ref, tuple(completed))
+
+    async def _restamp(
+        self, state: RenditionState, init: InitSegment, base: int
+    ) -> tuple[dict[int, int], bool]:
+        """The decode-time shift this segment's tracks get, and whether it starts a new run.
+
+        An encoder that restarts starts its timestamps again (tfdt 0, or a TS clock anew).
+        Served as they are, the rendition's timeline goes back at the DISCONTINUITY: players
+        reset there, but ffmpeg's HLS demuxer dropped a whole segment's frames. So a run whose
+        time went back is moved on to continue where the last run ended (every track by the
+        same seconds, so A/V stays as the encoder made it), and the DISCONTINUITY still marks
+        the restart. Only the tfdt changes: no sample byte does."""
+        shift = dict(state.shift) if not state.init_changed else {}
+        prev = state.last
+        if prev is None or state.last_end_dts is None:
+            return shift, False
+        prev_init = init if prev.init_id == state.init_id else await self.store.init(prev.init_id)
+        last_end = Fraction(state.last_end_dts, prev_init.main.timescale)
+        main_id = init.main.track_id
+        shifted = Fraction(base + shift.get(main_id, 0), init.main.timescale)
+        if shifted >= last_end - Fraction(_BACKWARDS_TOLERANCE):
+            return shift, False
+        delta = last_end - Fraction(base, init.main.timescale)
+        return {t.track_id: round(delta * t.timescale) for t in init.tracks}, True
 
     async def _late_dates(
         self, stream_id: str, rendition: str, entries: Mapping[str, PlaylistEntry]

@@ -72,6 +72,9 @@ class RenditionState:
     last_end_dts: int | None  # where the last segment's main track ended, in its timescale
     last_digest: str | None  # sha256 of the last segment's bytes: a retried PUT is identical
     last_arrival: float | None  # when the last segment arrived (our clock)
+    # Decode-time shift per track id that this run's segments get: a restarted encoder's
+    # timestamps moved on to continue the rendition's timeline.
+    shift: tuple[tuple[int, int], ...]
     playlist: Mapping[str, PlaylistEntry]  # the latest playlist's entries by file name
     recent: tuple[SegmentRef, ...]  # the last few segments, oldest first
     next_seq: int  # the number the next segment gets
@@ -126,7 +129,13 @@ class Store(Protocol):
     async def retime(self, key: SegmentKey, start: float) -> None: ...
     async def next_seq(self, stream_id: str, rendition: str) -> int: ...
     async def add_segment(
-        self, ref: SegmentRef, data: bytes, tables: PreparedSegment, end_dts: int, digest: str
+        self,
+        ref: SegmentRef,
+        data: bytes,
+        tables: PreparedSegment,
+        end_dts: int,
+        digest: str,
+        shift: tuple[tuple[int, int], ...] = (),
     ) -> list[Clip]: ...
     async def sweep(self) -> None: ...
     # Request bodies in flight count too; process-local and synchronous: called per chunk.

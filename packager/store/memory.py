@@ -72,6 +72,7 @@ class _Rendition:
     last_end_dts: int | None = None
     last_digest: str | None = None
     last_arrival: float | None = None
+    shift: tuple[tuple[int, int], ...] = ()
     playlist: dict[str, PlaylistEntry] = field(default_factory=dict)
     demux: str | None = None
 
@@ -213,6 +214,7 @@ class MemoryStore:
             last_end_dts=r.last_end_dts,
             last_digest=r.last_digest,
             last_arrival=r.last_arrival,
+            shift=r.shift,
             playlist=dict(r.playlist),
             recent=tuple(s.ref for s in itertools.islice(reversed(r.segments), 8))[::-1],
             demux=r.demux,
@@ -297,6 +299,7 @@ class MemoryStore:
         tables: PreparedSegment,
         end_dts: int,
         digest: str,
+        shift: tuple[tuple[int, int], ...] = (),
     ) -> list[Clip]:
         """Put a segment into the DVR: roll the window, keep the budget, feed growing clips.
         Returns the clips this segment completed."""
@@ -312,6 +315,7 @@ class MemoryStore:
         rendition.last_end_dts = end_dts
         rendition.last_digest = digest
         rendition.last_arrival = self.clock()
+        rendition.shift = shift
         self._segments[ref.key] = seg
         self._init_users[ref.init_id] = self._init_users.get(ref.init_id, 0) + 1
         self._dvr_bytes += ref.cost
