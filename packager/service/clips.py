@@ -39,7 +39,11 @@ class ClipService:
     # ---- streams -------------------------------------------------------------------------
 
     async def create_stream(
-        self, stream_id: str | None, name: str, dvr_duration: float | None
+        self,
+        stream_id: str | None,
+        name: str,
+        dvr_duration: float | None,
+        public_live: bool = False,
     ) -> StreamInfo:
         if stream_id is None:
             stream_id = secrets.token_hex(8)
@@ -50,7 +54,9 @@ class ClipService:
         limit = self.store.limits.max_dvr_duration
         if not 0 < dvr_duration <= limit:
             raise InvalidField("dvr_duration", f"must be > 0 and <= {limit:g} seconds")
-        info = StreamInfo(stream_id, name or stream_id, dvr_duration, self.store.clock())
+        info = StreamInfo(
+            stream_id, name or stream_id, dvr_duration, self.store.clock(), public_live=public_live
+        )
         return await self.store.create_stream(info)
 
     # ---- clips ---------------------------------------------------------------------------
