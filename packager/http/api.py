@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from packager.errors import InvalidField
-from packager.http import signing
+from packager.http import live, signing
 from packager.http.auth import require_api_key
 from packager.http.jsonio import boolean, json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, SERVICES
@@ -105,6 +105,11 @@ def stream_view(
             }
             for n, r in enumerate(ladder, start=1)
         ],
+        # The DVR window as live HLS: signed for a few hours unless the stream is public_live.
+        "live_hls": live.live_link(
+            stream, base_url(request), request.app[CONFIG].playback_secret, now
+        ),
+        "public_live": stream.public_live,
     }
 
 
