@@ -189,6 +189,7 @@ async def create_stream(request: web.Request) -> web.Response:
         await _stream_id(body, request),
         string(body, "name") or "",
         number(body, "dvr_duration"),
+        public_live=boolean(body, "public_live"),
     )
     return json_response(await stream_json(stream, request), status=201)
 
