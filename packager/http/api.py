@@ -154,6 +154,7 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "renditions": [r.name for r in clip.renditions],
         "hls_master": clip_link(clip, request, names.playlist(clip.id)),
         "mp4_master": clip_link(clip, request, names.mp4(clip.id)),
+        "poster": clip_link(clip, request, names.poster(clip.id)),
         "vod_required": clip.vod_required,
         "private": clip.private,
         "video_id": saved_video_id(clip, request),
