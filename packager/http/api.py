@@ -157,6 +157,7 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "poster": clip_link(clip, request, names.poster(clip.id)),
         "vod_required": clip.vod_required,
         "private": clip.private,
+        "name": clip.name,
         "video_id": saved_video_id(clip, request),
         "complete": clip.complete,
         "state": clip.state.value,
@@ -228,6 +229,7 @@ async def create_clip(request: web.Request) -> web.Response:
         expiration=math.floor(expiration) if expiration is not None else None,
         vod_required=boolean(body, "vod_required"),
         private=private,
+        name=string(body, "name"),
     )
     return json_response(clip_view(clip, request), status=201)
 
