@@ -13,7 +13,7 @@
   const $ = (id) => document.getElementById(id);
 
   const el = {
-    keyForm: $("key-form"), key: $("api-key"), forget: $("forget-key"),
+    keyForm: $("key-form"), key: $("api-key"), forget: $("forget-key"), intro: $("intro"),
     message: $("message"), status: $("status"), workspace: $("workspace"),
     stream: $("stream"), refreshStreams: $("refresh-streams"), streamInfo: $("stream-info"),
     player: $("player"), scrub: $("scrub"), rangeMarker: $("range-marker"), clock: $("clock"),
@@ -183,9 +183,11 @@
     el.key.value = "";
     el.key.placeholder = "connected";
     el.forget.hidden = false;
+    el.intro.hidden = true;
     el.workspace.hidden = false;
     say(`Connected: ${streams.length} stream${streams.length === 1 ? "" : "s"}.`);
     fillStreams(streams);
+    el.stream.focus();
   }
 
   function forgetKey(announce = true) {
@@ -194,6 +196,7 @@
     el.forget.hidden = true;
     el.key.placeholder = "";
     el.workspace.hidden = true;
+    el.intro.hidden = false;
     stopStream();
     if (announce) say("The key is forgotten.");
   }
@@ -673,16 +676,17 @@
     if (el.workspace.hidden) return;
     const target = event.target;
     const tag = target.tagName;
-    const typing = tag === "INPUT" && !["checkbox", "range"].includes(target.type);
+    const typing = (tag === "INPUT" && !["checkbox", "range"].includes(target.type))
+      || tag === "SELECT" || tag === "TEXTAREA";
     if (event.key === "Enter") {
       if (["BUTTON", "A", "SELECT", "TEXTAREA", "SUMMARY"].includes(tag)) return;
       if (el.keyForm.contains(target)) return;
       if (tag === "INPUT" && target.form === el.cutForm && typing) return; // the form submits
       event.preventDefault();
       cut();
-    } else if (!typing && (event.key === "i" || event.key === "o")) {
+    } else if (!typing && ["i", "o"].includes(event.key.toLowerCase())) {
       event.preventDefault();
-      mark(event.key === "i" ? "in" : "out");
+      mark(event.key.toLowerCase() === "i" ? "in" : "out");
     }
   });
 
