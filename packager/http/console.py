@@ -36,7 +36,7 @@ POLICY = "; ".join(
         "style-src 'self'",
         "img-src * data: blob:",
         "media-src * blob:",
-        "connect-src *",
+        "connect-src * blob:",  # blob: the page reading back its own posters
         "base-uri 'none'",
         "form-action 'none'",
         "frame-ancestors 'none'",
