@@ -35,6 +35,7 @@
     cards: new Map(), // clip id -> {li, clip, hls, posterUrl}
     clipsTimer: null,
     loadGeneration: 0,
+    relinkedAt: 0,
   };
 
   // ---- messages ------------------------------------------------------------------------
@@ -279,8 +280,10 @@
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (!data.fatal || generation !== state.loadGeneration) return;
         const status = data.response && data.response.code;
-        if (status === 403) {
-          // The signed link ran out (they last a few hours): ask the API for a new one.
+        if (status === 403 && Date.now() - state.relinkedAt > 60000) {
+          // The signed link ran out (they last a few hours): ask the API for a new one, once
+          // a minute at most, so a link that cannot work does not loop.
+          state.relinkedAt = Date.now();
           openStream(state.streamId);
           return;
         }
