@@ -11,6 +11,7 @@ nothing about which streams there are.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import ROUTE_KEY
 from packager.package import names
 from packager.package.names import LiveKind
+from packager.service.live import LiveRendition
 from packager.store.model import StreamInfo
 
 routes = web.RouteTableDef()
@@ -51,8 +53,14 @@ def live_link(stream: StreamInfo, base: str, secret: str | None, now: float) -> 
     return f"{url}?{signing.query(secret, resource(stream.id), link_expiry(now))}"
 
 
-async def _access(request: web.Request, stream_id: str) -> tuple[str, float | None]:
-    """The query to carry on each URI and when the link expires (None: a public stream)."""
+@dataclass(frozen=True, slots=True)
+class _Access:
+    stream: StreamInfo
+    query: str  # what every URI of a playlist carries: the link's own signature, or nothing
+    expires: float | None  # the link's expiry; None for a public_live stream
+
+
+async def _access(request: web.Request, stream_id: str) -> _Access:
     services = request.app[SERVICES]
     secret = request.app[CONFIG].playback_secret
     try:
@@ -68,10 +76,10 @@ async def _access(request: web.Request, stream_id: str) -> tuple[str, float | No
             stream = None
         if stream is None or not stream.public_live:
             raise
-        return "", None
+        return _Access(stream, "", None)
     stream = await services.store.stream(stream_id)  # a signed link to a deleted stream: 404
     # A public stream's URIs go without the query: one cache entry per file for everybody.
-    return ("", None) if stream.public_live else (query, expires)
+    return _Access(stream, "", None) if stream.public_live else _Access(stream, query, expires)
 
 
 def _lifetime(now: float, seconds: float, expires: float | None) -> dict[str, str]:
@@ -88,41 +96,50 @@ async def live(request: web.Request) -> web.StreamResponse:
     if parsed is None:
         raise NotFound(f"no such live file {request.match_info['name']!r}")
     request[ROUTE_KEY] = f"{PREFIX}{{stream_id}}/{{{parsed.kind.value}}}"
-    query, expires = await _access(request, stream_id)
-    services = request.app[SERVICES]
-    windows = services.live
-    now = services.clock()
+    access = await _access(request, stream_id)
+    windows = request.app[SERVICES].live
     if parsed.kind is LiveKind.MASTER:
-        body, etag = await windows.master(stream_id, query)
-        return _playlist(request, body, etag, now, expires)
+        return _playlist(request, access, await windows.master(stream_id, access.query))
     rendition = await windows.rendition(stream_id, parsed.number, parsed.height)
     if parsed.kind is LiveKind.PLAYLIST:
-        body, etag = await windows.media(stream_id, rendition, query)
-        return _playlist(request, body, etag, now, expires)
-    stream = await services.store.stream(stream_id)
+        return _playlist(request, access, await windows.media(stream_id, rendition, access.query))
     if parsed.kind is LiveKind.INIT:
-        init = await windows.init(rendition, parsed.init_id)
-        # Named by its content hash: it never changes; it is needed as long as the DVR lasts.
-        headers = _lifetime(now, stream.dvr_duration, expires)
-        etag = f'"{parsed.init_id}"'
-        return caching.validated(request, headers, etag, None) or web.Response(
-            body=init.data, content_type="video/mp4", headers=headers
-        )
-    ref = windows.segment(rendition, parsed.seq)
+        return await _init(request, access, rendition, parsed.init_id)
+    return await _segment(request, access, rendition, parsed.seq)
+
+
+async def _init(
+    request: web.Request, access: _Access, rendition: LiveRendition, init_id: str
+) -> web.Response:
+    services = request.app[SERVICES]
+    init = await services.live.init(rendition, init_id)
+    # Named by its content hash, it never changes; it is needed as long as the DVR lasts.
+    headers = _lifetime(services.clock(), access.stream.dvr_duration, access.expires)
+    return caching.validated(request, headers, f'"{init_id}"', None) or web.Response(
+        body=init.data, content_type="video/mp4", headers=headers
+    )
+
+
+async def _segment(
+    request: web.Request, access: _Access, rendition: LiveRendition, seq: int
+) -> web.Response:
+    services = request.app[SERVICES]
+    ref = services.live.segment(rendition, seq)
     data = await services.store.segment_data(ref.key)
     # Good until the DVR lets go of it (the budget may drop it sooner: a cached copy is still
     # the right bytes, and no playlist lists it by then).
-    headers = _lifetime(now, ref.end + stream.dvr_duration - now, expires)
+    now = services.clock()
+    headers = _lifetime(now, ref.end + access.stream.dvr_duration - now, access.expires)
     etag = f'"{ref.init_id[:8]}-{ref.key.seq}-{ref.size:x}-{round(ref.start * 1000):x}"'
     return caching.validated(request, headers, etag, None) or web.Response(
         body=data, content_type="video/iso.segment", headers=headers
     )
 
 
-def _playlist(
-    request: web.Request, body: bytes, etag: str, now: float, expires: float | None
-) -> web.Response:
-    headers = _lifetime(now, caching.GROWING_MAX_AGE, expires)
+def _playlist(request: web.Request, access: _Access, rendered: tuple[bytes, str]) -> web.Response:
+    body, etag = rendered
+    now = request.app[SERVICES].clock()
+    headers = _lifetime(now, caching.GROWING_MAX_AGE, access.expires)
     return caching.validated(request, headers, etag, None) or web.Response(
         body=body, content_type=PLAYLIST_TYPE, headers=headers
     )
