@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from packager.errors import InvalidField
-from packager.http import signing
+from packager.http import live, signing
 from packager.http.auth import require_api_key
 from packager.http.jsonio import boolean, json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, SERVICES
@@ -105,6 +105,11 @@ def stream_view(
             }
             for n, r in enumerate(ladder, start=1)
         ],
+        # The DVR window as live HLS: signed for a few hours unless the stream is public_live.
+        "live_hls": live.live_link(
+            stream, base_url(request), request.app[CONFIG].playback_secret, now
+        ),
+        "public_live": stream.public_live,
     }
 
 
@@ -149,8 +154,10 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "renditions": [r.name for r in clip.renditions],
         "hls_master": clip_link(clip, request, names.playlist(clip.id)),
         "mp4_master": clip_link(clip, request, names.mp4(clip.id)),
+        "poster": clip_link(clip, request, names.poster(clip.id)),
         "vod_required": clip.vod_required,
         "private": clip.private,
+        "name": clip.name,
         "video_id": saved_video_id(clip, request),
         "complete": clip.complete,
         "state": clip.state.value,
@@ -185,6 +192,7 @@ async def create_stream(request: web.Request) -> web.Response:
         await _stream_id(body, request),
         string(body, "name") or "",
         number(body, "dvr_duration"),
+        public_live=boolean(body, "public_live"),
     )
     view = await stream_json(stream, request)
     # The push key is shown once, here; the store keeps only its hash.
@@ -234,6 +242,7 @@ async def create_clip(request: web.Request) -> web.Response:
         expiration=math.floor(expiration) if expiration is not None else None,
         vod_required=boolean(body, "vod_required"),
         private=private,
+        name=string(body, "name"),
     )
     return json_response(clip_view(clip, request), status=201)
 

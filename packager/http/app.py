@@ -12,7 +12,7 @@ from aiohttp import web
 from packager.clock import Clock, system_clock
 from packager.config import Config
 from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
-from packager.http import api, ingest, livepeer, playback, videos
+from packager.http import api, console, ingest, live, livepeer, playback, poster, videos
 from packager.http.accesslog import quiet_client_errors
 from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
@@ -111,7 +111,11 @@ def create_app(
     app.router.add_routes(api.routes)
     app.router.add_routes(livepeer.routes)
     app.router.add_routes(videos.routes)
+    app.router.add_routes(poster.routes)  # before playback's /rec/{stream_id}/{name}
     app.router.add_routes(playback.routes)
+    app.router.add_routes(live.routes)
+    app.on_response_prepare.append(live.cors_on_errors)
+    app.router.add_routes(console.routes)
     if timers:
         app.cleanup_ctx.append(_background(lambda app: app[SERVICES].timers.run()))
     if config.demo:

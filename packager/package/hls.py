@@ -1,4 +1,5 @@
-"""HLS playlists of a clip (RFC 8216), as text. Sans-IO: clip manifests in, str out.
+"""HLS playlists of a clip, and of a stream's live DVR window (RFC 8216), as text. Sans-IO:
+clip manifests and DVR segment refs in, str out.
 
 A small writer of our own rather than m3u8's model (see NOTES.md: EXT-X-MAP is per-segment
 there and constructors are dict-typed); tests parse every playlist back with m3u8.
@@ -7,13 +8,14 @@ there and constructors are dict-typed); tests parse every playlist back with m3u
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from packager.media.model import InitSegment
 from packager.package import names
-from packager.store.model import Clip, ClipRendition
+from packager.store.model import Clip, ClipRendition, RenditionInfo, SegmentRef
 
 VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
 
@@ -100,4 +102,74 @@ def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
         lines.append(names.segment(clip.id, cr.name, i) + _q(query))
     if clip.complete:
         lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+# ---- a stream's live DVR window ----------------------------------------------------------
+
+
+def live_master_playlist(
+    ladder: Sequence[RenditionInfo], inits: Mapping[str, InitSegment], query: str = ""
+) -> str:
+    """Every rendition of the ladder (lowest first, as `Store.ladder` gives it), each named
+    `media_{n}_{height}` as the stream view lists it. `inits` by id: each rendition's current
+    one (its size and codecs)."""
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
+    for number, r in enumerate(ladder, start=1):
+        attrs = [f"BANDWIDTH={r.peak_bitrate}", f"AVERAGE-BANDWIDTH={math.ceil(r.bitrate)}"]
+        init = inits[r.init_id]
+        video = init.video
+        if video is not None and video.width and video.height:
+            attrs.append(f"RESOLUTION={video.width}x{video.height}")
+        attrs.append(f'CODECS="{init.codecs}"')
+        if r.frame_rate is not None:
+            attrs.append(f"FRAME-RATE={r.frame_rate:.3f}")
+        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
+        lines.append(names.live_playlist(names.live_rendition(number, r.height)) + _q(query))
+    return "\n".join(lines) + "\n"
+
+
+def live_discontinuities(segments: Sequence[SegmentRef]) -> list[int]:
+    """The seqs of the segments a live playlist puts EXT-X-DISCONTINUITY before: those the
+    ingest marked, and any that does not follow its predecessor's number (a gap). The first
+    segment of a window never carries the tag: nothing before it to break from."""
+    return [
+        seg.key.seq
+        for prev, seg in itertools.pairwise(segments)
+        if seg.discontinuity or seg.key.seq != prev.key.seq + 1
+    ]
+
+
+def live_media_playlist(
+    rendition: str,
+    segments: Sequence[SegmentRef],
+    target_duration: int,
+    discontinuity_sequence: int = 0,
+    query: str = "",
+) -> str:
+    """A sliding window over the DVR (RFC 8216 §6.2.2): no PLAYLIST-TYPE and no ENDLIST, so
+    players treat it as live and may seek back through all of it. EXT-X-MEDIA-SEQUENCE is the
+    first segment's own number, which advances as the DVR rolls; `discontinuity_sequence`
+    counts the DISCONTINUITY tags that have rolled out of it (§4.3.3.3). Every segment carries
+    its wall-clock time, which is what a console maps its player's position through."""
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VERSION}",
+        f"#EXT-X-TARGETDURATION:{max(1, target_duration)}",
+        f"#EXT-X-MEDIA-SEQUENCE:{segments[0].key.seq if segments else 0}",
+    ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+    breaks = set(live_discontinuities(segments))
+    current_init = None
+    for seg in segments:
+        if seg.key.seq in breaks:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if seg.init_id != current_init:
+            current_init = seg.init_id
+            uri = names.live_init(rendition, seg.init_id) + _q(query)
+            lines.append(f'#EXT-X-MAP:URI="{uri}"')
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
+        lines.append(f"#EXTINF:{seg.duration:.6f},")
+        lines.append(names.live_segment(rendition, seg.key.seq) + _q(query))
     return "\n".join(lines) + "\n"

@@ -4,6 +4,14 @@ rec_{clip}_master.m3u8 | .mp4               adaptive playlist / highest renditio
 rec_{clip}_media_{n}_{h}.m3u8 | .mp4        one rendition
 rec_{clip}_media_{n}_{h}_init{k}.mp4        its k-th init segment (EXT-X-MAP)
 rec_{clip}_media_{n}_{h}_seg{i}.m4s         its i-th media segment
+rec_{clip}_poster.jpg                       its first shown frame (packager.service.poster)
+
+A stream's live DVR window, under /live/{stream_id}/:
+
+master.m3u8                                 adaptive: every rendition of the ladder
+media_{n}_{h}.m3u8                          one rendition's sliding window
+media_{n}_{h}_init_{init_id}.mp4            an init segment, named by its content hash
+media_{n}_{h}_{seq}.m4s                     the segment numbered `seq` (SegmentKey.seq)
 """
 
 from __future__ import annotations
@@ -69,3 +77,78 @@ def init(clip_id: str, rendition: str, index: int) -> str:
 
 def segment(clip_id: str, rendition: str, index: int) -> str:
     return f"rec_{clip_id}_{rendition}_seg{index}.m4s"
+
+
+_POSTER = re.compile(r"rec_(?P<clip>[0-9a-f]{32})_poster\.jpg")
+
+
+def poster(clip_id: str) -> str:
+    return f"rec_{clip_id}_poster.jpg"
+
+
+def parse_poster(name: str) -> str | None:
+    """The clip id of a poster's file name, or None. Kept apart from `parse`, whose kinds the
+    playback route serves: a poster is decoded, not packaged."""
+    m = _POSTER.fullmatch(name)
+    return m["clip"] if m is not None else None
+
+
+# ---- live DVR window -----------------------------------------------------------------------
+
+LIVE_MASTER = "master.m3u8"
+
+_LIVE = re.compile(
+    r"media_(?P<n>[1-9][0-9]{0,2})_(?P<h>0|[1-9][0-9]{0,4})"
+    r"(?:(?P<playlist>\.m3u8)|_init_(?P<init>[0-9a-f]{16,64})\.mp4|_(?P<seq>0|[1-9][0-9]{0,15})\.m4s)"
+)
+
+
+class LiveKind(Enum):
+    MASTER = "master"
+    PLAYLIST = "playlist"
+    INIT = "init"
+    SEGMENT = "segment"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveName:
+    kind: LiveKind
+    number: int = 0  # the rendition's 1-based place in the ladder
+    height: int = 0
+    init_id: str = ""
+    seq: int = 0
+
+    @property
+    def rendition(self) -> str:
+        return f"media_{self.number}_{self.height}"
+
+
+def parse_live(name: str) -> LiveName | None:
+    if name == LIVE_MASTER:
+        return LiveName(LiveKind.MASTER)
+    m = _LIVE.fullmatch(name)
+    if m is None:
+        return None
+    number, height = int(m["n"]), int(m["h"])
+    if m["playlist"] is not None:
+        return LiveName(LiveKind.PLAYLIST, number, height)
+    if m["init"] is not None:
+        return LiveName(LiveKind.INIT, number, height, init_id=m["init"])
+    return LiveName(LiveKind.SEGMENT, number, height, seq=int(m["seq"]))
+
+
+def live_rendition(number: int, height: int) -> str:
+    """A live rendition's name, as the stream view lists it: `media_{n}_{height}`."""
+    return f"media_{number}_{height}"
+
+
+def live_playlist(rendition: str) -> str:
+    return f"{rendition}.m3u8"
+
+
+def live_init(rendition: str, init_id: str) -> str:
+    return f"{rendition}_init_{init_id}.mp4"
+
+
+def live_segment(rendition: str, seq: int) -> str:
+    return f"{rendition}_{seq}.m4s"

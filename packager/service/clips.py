@@ -48,7 +48,11 @@ class ClipService:
     # ---- streams -------------------------------------------------------------------------
 
     async def create_stream(
-        self, stream_id: str | None, name: str, dvr_duration: float | None
+        self,
+        stream_id: str | None,
+        name: str,
+        dvr_duration: float | None,
+        public_live: bool = False,
     ) -> tuple[StreamInfo, str]:
         """A new stream and its push key: handed out once, only its hash is kept."""
         if stream_id is None:
@@ -67,6 +71,7 @@ class ClipService:
             dvr_duration,
             self.store.clock(),
             push_key_hash=key_hash(push_key),
+            public_live=public_live,
         )
         return await self.store.create_stream(info), push_key
 

@@ -10,8 +10,10 @@ from packager.clock import Clock
 from packager.config import Config
 from packager.service.clips import ClipService
 from packager.service.ingest import Ingest
+from packager.service.live import LivePlaylists
 from packager.service.mp4 import Mp4Builds
 from packager.service.playlists import Playlists
+from packager.service.poster import Posters
 from packager.service.timers import Timers
 from packager.service.vod import VideoSaver
 from packager.store.base import Limits, Store
@@ -30,6 +32,8 @@ class Services:
     timers: Timers
     videos: VideoLibrary
     saver: VideoSaver
+    live: LivePlaylists
+    posters: Posters
 
     @property
     def clock(self) -> Clock:
@@ -62,4 +66,9 @@ def build_services(
         complete.append(saver.on_complete)
     timers.on_expire.append(mp4.forget)
     timers.on_expire.append(playlists.forget)
-    return Services(config, store, ingest, clips, mp4, playlists, timers, videos, saver)
+    live = LivePlaylists(store)
+    posters = Posters(store)
+    timers.on_expire.append(posters.forget)
+    return Services(
+        config, store, ingest, clips, mp4, playlists, timers, videos, saver, live, posters
+    )
