@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt("max-segment-bytes", parse_size, help="largest accepted ingest file (64M)")
     opt("completion-grace", float, help="seconds a growing clip waits for a stalled ingest (10)")
     opt("log-level", help="debug, info, warning (info)")
+    opt(
+        "store",
+        help="memory (default) or redis://host:6379/0, redis+cluster://host:port (shared by processes)",
+    )
+    opt("cache-size", parse_size, help="per-process cache of a Redis store's segments (256M)")
     opt("demo-dir", Path, help="ladder replayed by --demo (fixtures/ladder)")
     opt(
         "event-loop",

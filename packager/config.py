@@ -47,3 +47,8 @@ class Config:
     completion_grace: float = 10.0
     log_level: str = "info"
     event_loop: str = "uvloop"
+    # `memory` (this process alone) or a Redis URL shared by every process: `redis://host:6379/0`,
+    # `redis+cluster://host:port` for a Redis Cluster; `?prefix=` names the keys (default pk).
+    store: str = "memory"
+    cache_size: int = 256 << 20  # bytes of immutable things each process keeps from the store
+    workers: int = 1  # processes serving one port (more than one needs a Redis store)

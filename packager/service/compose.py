@@ -37,8 +37,17 @@ class Services:
 
 
 def build_store(config: Config, clock: Clock) -> Store:
+    """The in-memory store, or a Redis one every process shares (`--store redis://...`)."""
     limits = Limits(completion_grace=config.completion_grace)
-    return MemoryStore(clock, config.memory_budget, limits)
+    if config.store == "memory":
+        return MemoryStore(clock, config.memory_budget, limits)
+    if config.store.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
+        from packager.store.redis import RedisStore  # only a Redis deployment imports redis-py
+
+        return RedisStore.from_url(
+            config.store, clock, config.memory_budget, limits, cache_size=config.cache_size
+        )
+    raise ValueError(f"unknown store {config.store!r}: memory, redis://... or redis+cluster://...")
 
 
 def build_services(
