@@ -28,6 +28,9 @@ def default_memory_budget() -> int:
     return max(256 << 20, total // 4)
 
 
+STORE_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -52,3 +55,4 @@ class Config:
     store: str = "memory"
     cache_size: int = 256 << 20  # bytes of immutable things each process keeps from the store
     workers: int = 1  # processes serving one port (more than one needs a Redis store)
+    worker: int = 0  # which of them this process is (0 replays --demo)

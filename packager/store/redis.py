@@ -39,7 +39,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import redis as sync_redis
 import redis.asyncio as aioredis
+import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 
 from packager.clock import Clock
@@ -95,7 +97,7 @@ DEFAULT_CACHE_SIZE = 256 << 20
 _ACCT = ("dvr_bytes", "clip_only", "pinned", "dvr_segments", "evicted", "expired", "clips")
 _ACCT_MORE = ("growing",)
 _MANIFEST_REF_COST = 400  # bytes a cached SegmentRef takes, for the local cache's bound
-_EXPIRE, _DEADLINE = "E", "D"
+_EXPIRE, _DEADLINE, _SAVE = "E", "D", "S"
 Redis = aioredis.Redis | RedisCluster
 
 
@@ -135,22 +137,21 @@ class LocalCache:
         return len(self._items)
 
 
-def connect(url: str) -> tuple[Redis, str]:
-    """A client for `redis://host:port/db` or `redis+cluster://host:port` (any node of the
-    cluster), and the key prefix (`?prefix=pk`, the default)."""
+def parse_url(url: str) -> tuple[str, bool, str]:
+    """`redis://host:port/db` or `redis+cluster://host:port` (any node of the cluster), with
+    `?prefix=` naming the keys (pk): the plain URL redis-py takes, cluster or not, prefix."""
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    prefix = query.pop("prefix", ["pk"])[0]
-    scheme = parts.scheme
-    cluster = scheme.endswith("+cluster")
+    prefix = parse_qs(parts.query).get("prefix", ["pk"])[0]
     plain = urlunsplit(
-        (scheme.removesuffix("+cluster"), parts.netloc, parts.path, "", parts.fragment)
+        (parts.scheme.removesuffix("+cluster"), parts.netloc, parts.path, "", parts.fragment)
     )
-    client: Redis
-    if cluster:
-        client = RedisCluster.from_url(plain)
-    else:
-        client = aioredis.Redis.from_url(plain)
+    return plain, parts.scheme.endswith("+cluster"), prefix
+
+
+def connect(url: str) -> tuple[Redis, str]:
+    """An asyncio client for the URL (see parse_url), and the key prefix."""
+    plain, cluster, prefix = parse_url(url)
+    client: Redis = RedisCluster.from_url(plain) if cluster else aioredis.Redis.from_url(plain)
     return client, prefix
 
 
@@ -644,7 +645,7 @@ class RedisStore:
                 out.append(await self.clip(stream_id, cid.decode()))
             except ClipNotFound:
                 continue
-        return out
+        return sorted(out, key=lambda c: c.created_at)  # stable: cut order among equals
 
     async def all_clips(self) -> list[Clip]:
         out = []
@@ -688,6 +689,19 @@ class RedisStore:
 
     # ---- timers ----------------------------------------------------------------------------
 
+    async def hold_save(self, clip_id: str, until: float | None) -> None:
+        sid_b = await self.redis.get(self._where_key(clip_id))
+        if sid_b is None:
+            return
+        member = f"{_SAVE}|{sid_b.decode()}|{clip_id}"
+        pipe = self.redis.pipeline(transaction=False)
+        if until is None:
+            pipe.zrem(self._due, member)
+            pipe.zrem(self._leased, member)
+        else:
+            pipe.zadd(self._due, {member: until})
+        await pipe.execute()
+
     async def next_deadline(self) -> float | None:
         first = await self.redis.zrange(self._due, 0, 0, withscores=True)
         due = float(first[0][1]) if first else None
@@ -720,6 +734,10 @@ class RedisStore:
                     await self._run("RECONCILE", sid, num(now))
                 await self.redis.delete(self._where_key(cid))
                 self.cache.drop(("clip", cid))
+            elif kind == _SAVE:
+                held = await self._read_clip(sid, cid)
+                if held is not None and held.state is ClipState.SAVING:
+                    fired.append(Timer(TimerKind.SAVE, held))
             else:
                 note = "the ingest stopped before the clip's end"
                 if await self._run("DEADLINE", sid, cid, num(now), note):
@@ -797,3 +815,21 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def shared_secret(url: str, name: str, proposal: str) -> str:
+    """The deployment's secret `name`: `proposal` if none was agreed yet (SET NX), else the
+    one agreed; every process and host reading the same Redis gets the same value."""
+    plain, cluster, prefix = parse_url(url)
+    client: Any = (
+        sync_redis.cluster.RedisCluster.from_url(plain)
+        if cluster
+        else sync_redis.Redis.from_url(plain)
+    )
+    try:
+        key = f"{prefix}:secret:{name}"
+        client.set(key, proposal, nx=True)
+        value: bytes = client.get(key)
+        return value.decode()
+    finally:
+        client.close()

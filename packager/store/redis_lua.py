@@ -19,8 +19,9 @@ Key layout under `B = pk:{stream}` (see redis.py's docstring for the global keys
   B:tables:REND:SEQ string (planned) its prepared sample tables
   B:held            set    REND:SEQ of pinned segments the DVR let go of
   B:acct            hash   dvr_bytes, clip_only, pinned, dvr_segments, evicted, expired,
-                           clips, growing, gseq, seq:REND (next seq kept across a delete)
-  B:clips           zset   clip id -> created_at
+                           clips, growing, gseq, cseq, seq:REND (next seq kept across a
+                           delete)
+  B:clips           zset   clip id -> order cut
   B:growing         zset   clip id -> order cut (the clips a new segment may feed)
   B:clip:ID         hash   head (json), state, completed_at, note, video_id, vod_error,
                            rs, re, exp (its range and expiration), srcs, n, last:N
@@ -477,7 +478,7 @@ for n = 0, tonumber(ARGV[17]) - 1 do
   end
 end
 for _, k in ipairs(clip_keys(cid)) do redis.call('PEXPIRE', k, ttl) end
-redis.call('ZADD', key('clips'), ARGV[10], cid)
+redis.call('ZADD', key('clips'), redis.call('HINCRBY', ACCT, 'cseq', 1), cid)
 incr('clips', 1)
 if ARGV[4] == 'growing' then
   redis.call('ZADD', key('growing'), redis.call('HINCRBY', ACCT, 'gseq', 1), cid)

@@ -21,10 +21,21 @@ REDIS_CLI = shutil.which("redis-cli")
 MISSING = "redis-server is not installed (apt-get install redis-server)"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+def free_port(bus: bool = False) -> int:
+    """A free port; with `bus`, one whose cluster bus port (port + 10000) is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if not bus:
+            return port
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
         return port
 
 
@@ -34,7 +45,7 @@ class RedisServer:
     def __init__(self, workdir: Path, *extra: str, port: int | None = None) -> None:
         if REDIS_SERVER is None:
             pytest.skip(MISSING)
-        self.port = port or free_port()
+        self.port = port or free_port(bus="--cluster-enabled" in extra)
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
