@@ -206,7 +206,7 @@ class ScaleOut(Section):
             mem_rows.append(["2 workers, Redis store", str(pid), mb(memory_of(pid)["VmRSS"]), "-"])
         mem_rows.append(["redis-server used_memory", "-", mb(used), f"{used / held:.2f}"])
         body = (
-            f"{clip_seconds:g} s clips of a {seconds / 60:g} min DVR, {conc} clients, "
+            f"{clip_seconds:.0f} s clips of a {seconds:.0f} s DVR, {conc} clients, "
             f"{settings.duration:g} s per run; the lowest rendition's media playlist, and its "
             "segments in turn. The two Redis packagers share one Redis (and so one clip).\n\n"
             + table(
@@ -223,7 +223,7 @@ class ScaleOut(Section):
                 ],
                 gains,
             )
-            + f"\nMP4 time to first byte, {clip_seconds:g} s clip, highest rendition, median "
+            + f"\nMP4 time to first byte, {clip_seconds:.0f} s clip, highest rendition, median "
             f"of {settings.repeat} (first GET builds the layout: from Redis it first fetches "
             "and parses every segment; later GETs reuse it):\n\n"
             + table(["store", "TTFB first GET", "TTFB later GET"], ttfb_rows)

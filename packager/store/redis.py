@@ -34,6 +34,7 @@ import asyncio
 import dataclasses
 import heapq
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -94,6 +95,10 @@ EXPIRY_GRACE = 300.0  # seconds keys outlive their deadline, so the explicit ste
 TIMER_LEASE = 60.0  # seconds a process has to handle the timers it took before others may
 TIMERS_PER_TAKE = 200
 DEFAULT_CACHE_SIZE = 256 << 20
+# A complete clip's life fields (state, video_id, vod_error) read from Redis are reused this
+# long: playback does not depend on them, and the API shows another process's VOD save at most
+# this late (this process's own changes at once). Saves a round trip per playback request.
+LIFE_FRESH = 1.0
 _ACCT = ("dvr_bytes", "clip_only", "pinned", "dvr_segments", "evicted", "expired", "clips")
 _ACCT_MORE = ("growing",)
 _MANIFEST_REF_COST = 400  # bytes a cached SegmentRef takes, for the local cache's bound
@@ -189,6 +194,7 @@ class RedisStore:
         # process's hooks even if another process ran the expiry (its caches let go).
         self._seen: list[tuple[float, str]] = []
         self._seen_clips: dict[str, Clip] = {}
+        self._life: dict[str, tuple[float, Clip]] = {}  # clip id -> (read at, clip)
         self._scripts = {
             name: client.register_script(getattr(lua, name))
             for name in (
@@ -616,18 +622,23 @@ class RedisStore:
         if cached is not None and cached.stream_id == stream_id:
             if cached.expiration <= now:
                 raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
+            life = self._life.get(clip_id)
+            if life is not None and time.monotonic() - life[0] < LIFE_FRESH:
+                return life[1]
             state, video_id, vod_error = await self.redis.hmget(
                 f"{self._base(stream_id)}:clip:{clip_id}", ["state", "video_id", "vod_error"]
             )
             if state is None:
                 self.cache.drop(("clip", clip_id))
                 raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
-            return dataclasses.replace(
+            fresh = dataclasses.replace(
                 cached,
                 state=ClipState(state.decode()),
                 video_id=int(video_id) if video_id else None,
                 vod_error=vod_error.decode() if vod_error else None,
             )
+            self._life[clip_id] = (time.monotonic(), fresh)
+            return fresh
         clip = await self._read_clip(stream_id, clip_id)
         if clip is None or clip.expiration <= now:
             raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
@@ -678,6 +689,7 @@ class RedisStore:
             *allowed,
         )
         status = self._text(got[0])
+        self._life.pop(clip_id, None)
         if status == "notfound":
             raise ClipNotFound(f"no clip {clip_id!r}")
         if status == "invalid":
@@ -734,6 +746,7 @@ class RedisStore:
                     await self._run("RECONCILE", sid, num(now))
                 await self.redis.delete(self._where_key(cid))
                 self.cache.drop(("clip", cid))
+                self._life.pop(cid, None)
             elif kind == _SAVE:
                 held = await self._read_clip(sid, cid)
                 if held is not None and held.state is ClipState.SAVING:
@@ -750,6 +763,7 @@ class RedisStore:
             _, cid = heapq.heappop(self._seen)
             seen = self._seen_clips.pop(cid, None)
             self.cache.drop(("clip", cid))
+            self._life.pop(cid, None)
             if seen is not None and cid not in expired:
                 fired.append(
                     Timer(TimerKind.EXPIRE, dataclasses.replace(seen, state=ClipState.EXPIRED))
