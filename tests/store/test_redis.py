@@ -26,6 +26,8 @@ from packager.service.compose import Services, build_services
 from packager.store.base import Limits, SegmentGone, TimerKind
 from packager.store.model import Clip, ClipRendition, ClipState
 from packager.store.redis import LocalCache, RedisStore
+from packager.store.shared_videos import SharedVideoLibrary
+from packager.store.videos import Video, VideoFile
 from tests.conftest import feed_past
 from tests.store.redis_support import LocalCluster, RedisServer
 
@@ -336,3 +338,32 @@ async def test_cluster_cuts_and_plays_a_clip_on_each_master(
         assert stats.streams == 3 and stats.clips == 3
     finally:
         await client.close()
+
+
+def test_a_video_saved_by_one_process_is_listed_by_every_other(
+    redis_url: str, tmp_path: Path
+) -> None:
+    a = SharedVideoLibrary(tmp_path, redis_url)
+    b = SharedVideoLibrary(tmp_path, redis_url)
+    try:
+        a.load()
+        b.load()
+        ids = [a.reserve()[0], b.reserve()[0], a.reserve()[0]]
+        assert len(set(ids)) == 3  # one counter for all
+        video_id, slug = b.reserve()
+        draft = Video(video_id, slug, "c" * 32, "demo", None, 0.0, 0.0, 1.0)
+        info = VideoFile("media_1_360", 0, "", 640, 360, "avc1", 1000)
+        written = a.write(draft, [(info, iter([memoryview(b"mp4 bytes")]))])
+        assert b.get(video_id) is None
+        b.refresh()
+        assert b.get(video_id) == written and b.for_clip("c" * 32) == written
+        assert b.delete(video_id)
+        a.refresh()
+        assert a.get(video_id) is None
+        restarted = SharedVideoLibrary(tmp_path, redis_url)
+        restarted.load()
+        assert restarted.reserve()[0] > video_id  # ids are never handed out twice
+        restarted.close()
+    finally:
+        a.close()
+        b.close()
