@@ -36,7 +36,7 @@ import heapq
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -101,6 +101,9 @@ DEFAULT_CACHE_SIZE = 256 << 20
 LIFE_FRESH = 1.0
 _ACCT = ("dvr_bytes", "clip_only", "pinned", "dvr_segments", "evicted", "expired", "clips")
 _ACCT_MORE = ("growing",)
+POOL_CONNECTIONS = 64  # per process: requests wait for one rather than open more
+POOL_WAIT = 10.0  # seconds a request waits for a free connection
+CLUSTER_CONNECTIONS = 256  # per node (redis-py's cluster client cannot wait for one)
 _MANIFEST_REF_COST = 400  # bytes a cached SegmentRef takes, for the local cache's bound
 _EXPIRE, _DEADLINE, _SAVE = "E", "D", "S"
 Redis = aioredis.Redis | RedisCluster
@@ -154,10 +157,17 @@ def parse_url(url: str) -> tuple[str, bool, str]:
 
 
 def connect(url: str) -> tuple[Redis, str]:
-    """An asyncio client for the URL (see parse_url), and the key prefix."""
+    """An asyncio client for the URL (see parse_url), and the key prefix.
+
+    A bounded pool that waits for a free connection: redis-py's default pool raises "Too many
+    connections" past its size, which 200 clients at once turned into 500s (the bench)."""
     plain, cluster, prefix = parse_url(url)
-    client: Redis = RedisCluster.from_url(plain) if cluster else aioredis.Redis.from_url(plain)
-    return client, prefix
+    if cluster:
+        return RedisCluster.from_url(plain, max_connections=CLUSTER_CONNECTIONS), prefix
+    pool = aioredis.BlockingConnectionPool.from_url(
+        plain, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT
+    )
+    return aioredis.Redis(connection_pool=pool), prefix
 
 
 class RedisStore:
@@ -195,6 +205,9 @@ class RedisStore:
         self._seen: list[tuple[float, str]] = []
         self._seen_clips: dict[str, Clip] = {}
         self._life: dict[str, tuple[float, Clip]] = {}  # clip id -> (read at, clip)
+        # One read of a clip at a time, shared by the requests that want it meanwhile: a
+        # burst of requests for a hot clip costs Redis one round trip, not one each.
+        self._reading: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._scripts = {
             name: client.register_script(getattr(lua, name))
             for name in (
@@ -625,21 +638,10 @@ class RedisStore:
             life = self._life.get(clip_id)
             if life is not None and time.monotonic() - life[0] < LIFE_FRESH:
                 return life[1]
-            state, video_id, vod_error = await self.redis.hmget(
-                f"{self._base(stream_id)}:clip:{clip_id}", ["state", "video_id", "vod_error"]
-            )
-            if state is None:
-                self.cache.drop(("clip", clip_id))
-                raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
-            fresh = dataclasses.replace(
-                cached,
-                state=ClipState(state.decode()),
-                video_id=int(video_id) if video_id else None,
-                vod_error=vod_error.decode() if vod_error else None,
-            )
-            self._life[clip_id] = (time.monotonic(), fresh)
+            fresh: Clip = await self._once(("life", clip_id), self._read_life(cached))
             return fresh
-        clip = await self._read_clip(stream_id, clip_id)
+        read = self._read_clip(stream_id, clip_id)
+        clip: Clip | None = await self._once(("clip", f"{stream_id}/{clip_id}"), read)
         if clip is None or clip.expiration <= now:
             raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
         if clip.complete:
@@ -647,6 +649,34 @@ class RedisStore:
             self.cache.put(("clip", clip_id), clip, 1000 + refs * _MANIFEST_REF_COST)
         self._note(clip)
         return clip
+
+    async def _once(self, key: tuple[str, str], read: Coroutine[Any, Any, Any]) -> Any:
+        """Await `read`, or the same read another request started and has not finished."""
+        pending = self._reading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(read)
+            self._reading[key] = pending
+            pending.add_done_callback(lambda _: self._reading.pop(key, None))
+        else:
+            read.close()
+        return await asyncio.shield(pending)
+
+    async def _read_life(self, cached: Clip) -> Clip:
+        """A complete clip's life fields, fresh from Redis, on its cached manifest."""
+        state, video_id, vod_error = await self.redis.hmget(
+            f"{self._base(cached.stream_id)}:clip:{cached.id}", ["state", "video_id", "vod_error"]
+        )
+        if state is None:
+            self.cache.drop(("clip", cached.id))
+            raise ClipNotFound(f"no clip {cached.id!r} on stream {cached.stream_id!r}")
+        fresh = dataclasses.replace(
+            cached,
+            state=ClipState(state.decode()),
+            video_id=int(video_id) if video_id else None,
+            vod_error=vod_error.decode() if vod_error else None,
+        )
+        self._life[cached.id] = (time.monotonic(), fresh)
+        return fresh
 
     async def clips(self, stream_id: str) -> list[Clip]:
         ids = await self.redis.zrange(f"{self._base(stream_id)}:clips", 0, -1)

@@ -367,3 +367,20 @@ def test_a_video_saved_by_one_process_is_listed_by_every_other(
     finally:
         a.close()
         b.close()
+
+
+async def test_a_burst_of_requests_waits_for_connections_rather_than_failing(
+    processes: list[Services], ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    """200 clients at once made redis-py's default pool raise "Too many connections" (500s in
+    the bench): the pool is bounded and waits, and reads of one clip are shared."""
+    a, b = processes
+    feed = DemoFeed(a.ingest, ladder, clock)
+    origin = await feed_past(feed, clock, 10)
+    clip = await a.clips.create_clip("demo", duration=8, start=origin)
+    keys = [ref.key for cr in clip.renditions for ref in cr.segments]
+    reads = [b.store.clip("demo", clip.id) for _ in range(500)]
+    datas = [b.store.segment_data(keys[n % len(keys)]) for n in range(300)]
+    got = await asyncio.gather(*reads, *datas)
+    assert all(c == clip for c in got[:500])
+    assert all(isinstance(d, bytes) and d for d in got[500:])
