@@ -72,6 +72,7 @@ class Packager:
     log_level: str = "warning"  # info turns on the JSON access log (one line per request)
     port: int = field(default_factory=free_port)
     ingest_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    extra: tuple[str, ...] = ()  # more `serve` flags (--store, --workers)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,6 +105,7 @@ class Packager:
             str(self.workdir / "data"),
             "--log-level",
             self.log_level,
+            *self.extra,
         ]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -169,6 +171,7 @@ class Nginx:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    workers: str = "auto"  # worker_processes
 
     @property
     def base(self) -> str:
@@ -183,7 +186,7 @@ class Nginx:
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         return f"""{user}daemon off;
-worker_processes auto;
+worker_processes {self.workers};
 pid {w / "nginx.pid"};
 error_log {w / "error.log"} warn;
 events {{ worker_connections 4096; }}

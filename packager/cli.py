@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from packager.config import Config, parse_size
+from packager.config import STORE_SCHEMES, Config, parse_size
 
 DEMO_API_KEY = "demo"
 SHUTDOWN_TIMEOUT = 30.0
@@ -26,14 +26,25 @@ def _keys(text: str | None) -> tuple[str, ...]:
     return tuple(k.strip() for k in (text or "").split(",") if k.strip())
 
 
-def _secret_file(data_dir: Path, name: str) -> str:
-    """No secret configured: make one, keep it in the data dir (0600), never print it."""
+def _secret_file(data_dir: Path, name: str, shared: str | None = None) -> str:
+    """No secret configured: make one, keep it in the data dir (0600), never print it.
+
+    Made once, never per process: with a Redis store the value is first agreed in Redis
+    (SET NX), so every host gets the same one even without a shared data dir; the file is
+    that value's copy an operator can read."""
     path = data_dir / name
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if shared is not None:
+        from packager.store.redis import shared_secret
+
+        key = shared_secret(shared, name, key)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile: theirs stands
+        return path.read_text().strip() or key
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
@@ -68,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         float,
         help="seconds an idle connection, or one still sending its headers, stays open (75)",
     )
+    opt(
+        "store",
+        help="memory (default) or redis://host:6379/0, redis+cluster://host:port (shared by processes)",
+    )
+    opt("cache-size", parse_size, help="per-process cache of a Redis store's segments (256M)")
+    opt("workers", int, help="processes serving the port (1); more than one needs --store redis")
     opt("demo-dir", Path, help="ladder replayed by --demo (fixtures/ladder)")
     opt(
         "event-loop",
@@ -89,28 +106,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class SettingError(ValueError):
+    """A setting that cannot work (told to the user as a usage error)."""
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     given = {
         k: v
         for k, v in vars(args).items()
         if v is not None and k in Config.__dataclass_fields__ and k != "api_keys"
     }
+    store = given.get("store", Config.store)
+    if store != "memory" and not store.startswith(STORE_SCHEMES):
+        raise SettingError(f"--store {store}: use memory, redis://host:6379/0 or redis+cluster://")
+    if given.get("workers", 1) < 1:
+        raise SettingError("--workers must be at least 1")
+    if given.get("workers", 1) > 1 and store == "memory":
+        raise SettingError(
+            "--workers N > 1 needs a store the workers share: add --store redis://host:6379/0"
+        )
+    shared = store if store != "memory" else None
     data_dir = given.get("data_dir", Config.data_dir)
     if "playback_secret" not in given:
-        given["playback_secret"] = _secret_file(data_dir, "playback_secret")
+        given["playback_secret"] = _secret_file(data_dir, "playback_secret", shared)
     config = Config(**given)
     keys = _keys(args.api_keys)
     if not keys:
-        keys = (DEMO_API_KEY,) if config.demo else (_secret_file(config.data_dir, "api_key"),)
+        keys = (
+            (DEMO_API_KEY,) if config.demo else (_secret_file(config.data_dir, "api_key", shared),)
+        )
     return Config(**{**given, "api_keys": keys})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except SettingError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if config.workers > 1:
+        from packager import workers
+
+        sys.exit(workers.run(config))
     serve(config)
 
 
@@ -149,7 +190,7 @@ def tune_allocator() -> bool:
         return False
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, reuse_port: bool = False) -> None:
     from aiohttp import web
 
     from packager.http.accesslog import JsonAccessLogger
@@ -167,7 +208,7 @@ def serve(config: Config) -> None:
     app = create_app(config)
     base = config.public_base_url or f"http://{config.host}:{config.port}"
     print(f"packager listening on {base}", file=sys.stderr, flush=True)
-    if config.demo:
+    if config.demo and config.worker == 0:
         print(
             f"demo stream 'demo' is live; try:\n  curl -X POST -H 'Authorization: apikey "
             f"{DEMO_API_KEY}' -d '{{\"duration\": 10, \"start\": '$(($(date +%s)-15))'}}' "
@@ -187,6 +228,7 @@ def serve(config: Config) -> None:
         # 128 (the default) dropped connections under 200 clients: SYN retries cost seconds.
         backlog=LISTEN_BACKLOG,
         keepalive_timeout=config.keepalive_timeout,
+        reuse_port=reuse_port or None,
     )
 
 

@@ -28,6 +28,9 @@ def default_memory_budget() -> int:
     return max(256 << 20, total // 4)
 
 
+STORE_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -53,3 +56,9 @@ class Config:
     body_timeout: float = 60.0  # seconds with no byte of a request body: 408, dropped
     keepalive_timeout: float = 75.0
     event_loop: str = "uvloop"
+    # `memory` (this process alone) or a Redis URL shared by every process: `redis://host:6379/0`,
+    # `redis+cluster://host:port` for a Redis Cluster; `?prefix=` names the keys (default pk).
+    store: str = "memory"
+    cache_size: int = 256 << 20  # bytes of immutable things each process keeps from the store
+    workers: int = 1  # processes serving one port (more than one needs a Redis store)
+    worker: int = 0  # which of them this process is (0 replays --demo)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,10 @@ from packager.service.clips import ClipService
 from packager.service.compose import Services, build_services
 from packager.store.base import Limits, Store
 from packager.store.memory import MemoryStore
+from packager.store.redis import RedisStore
+from tests.store.redis_support import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # the session's redis-server, a fixture for every suite
 
 LADDER_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "ladder"
 T0 = 1_800_000_000.0  # a fixed "now" for tests with a manual clock
@@ -48,14 +52,36 @@ async def feed_past(feed: DemoFeed, clock: ManualClock, count: int) -> float:
 MakeStore = Callable[..., Store]
 
 
-@pytest.fixture
-def make_store(clock: ManualClock) -> MakeStore:
-    """A new, empty store of the backend under test, with the given budget and limits."""
+BACKENDS = ["memory", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def make_store(
+    request: pytest.FixtureRequest, clock: ManualClock
+) -> AsyncIterator[MakeStore]:
+    """A new, empty store of the backend under test, with the given budget and limits: every
+    suite built on it runs against the in-memory store and against a real Redis (flushed
+    first)."""
+    made: list[Store] = []
+    url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        with server.client() as admin:
+            admin.flushall()
+        url = server.url
 
     def make(budget: int = 1 << 30, **limits: float) -> Store:
-        return MemoryStore(clock, budget, Limits(**limits))  # type: ignore[arg-type]
+        store: Store
+        if url is None:
+            store = MemoryStore(clock, budget, Limits(**limits))  # type: ignore[arg-type]
+        else:
+            store = RedisStore.from_url(url, clock, budget, Limits(**limits))  # type: ignore[arg-type]
+        made.append(store)
+        return store
 
-    return make
+    yield make
+    for store in made:
+        await store.close()
 
 
 @dataclass

@@ -22,6 +22,7 @@ from bench.sections.mixed import Mixed
 from bench.sections.mp4_ttfb import Mp4Ttfb
 from bench.sections.mp4_vs_ffmpeg import Mp4VsFfmpeg
 from bench.sections.playlists import Playlists
+from bench.sections.scale import ScaleOut
 from bench.sections.segments import Segments
 
 REGISTRY: tuple[type[Section], ...] = (
@@ -30,6 +31,7 @@ REGISTRY: tuple[type[Section], ...] = (
     Mp4VsFfmpeg,  # 3a
     Mixed,  # 5
     Mp4Ttfb,  # 3b: on the long DVR's own server, unless the main one is as long
+    ScaleOut,  # 6: servers of its own (a redis-server, packagers on it), while the churn waits
     Churn,  # 4, second table: the last on the main server
     Memory,  # 4: renders the rows the others recorded, so it finishes last
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -20,8 +21,10 @@ from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from packager.service.compose import Services, build_services
 from packager.store.base import Store
+from packager.store.shared_videos import REFRESH, SharedVideoLibrary
 
 READY = web.AppKey("ready", dict[str, bool])
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -47,18 +50,37 @@ async def _not_ready(app: web.Application) -> None:
 
 
 async def _videos(app: web.Application) -> AsyncIterator[None]:
-    """Index saved videos at start-up; let writes under way finish at shutdown."""
+    """Index saved videos at start-up (and follow a shared index); let writes under way
+    finish at shutdown."""
     services = app[SERVICES]
-    await asyncio.to_thread(services.videos.load)
+    library = services.videos
+    await asyncio.to_thread(library.load)
+    shared = library if isinstance(library, SharedVideoLibrary) else None
+    follow = asyncio.create_task(_follow(shared)) if shared is not None else None
     # Every saved file's sha256 against its manifest, in the background: what does not
     # match is listed as damaged and no longer served.
-    verify = asyncio.ensure_future(asyncio.to_thread(services.videos.verify))
+    verify = asyncio.ensure_future(asyncio.to_thread(library.verify))
     yield
     await services.saver.drain()
-    services.videos.stop_verifying()
+    library.stop_verifying()
     with contextlib.suppress(Exception):
         await verify
+    if shared is not None and follow is not None:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        shared.close()
     await services.store.close()
+
+
+async def _follow(library: SharedVideoLibrary) -> None:
+    """Videos other processes save show up here within REFRESH seconds."""
+    while True:
+        await asyncio.sleep(REFRESH)
+        try:
+            await asyncio.to_thread(library.refresh)
+        except Exception:
+            log.exception("reading the shared video index failed")
 
 
 def _background(make: Any) -> Any:
@@ -118,6 +140,6 @@ def create_app(
     app.router.add_routes(console.routes)
     if timers:
         app.cleanup_ctx.append(_background(lambda app: app[SERVICES].timers.run()))
-    if config.demo:
+    if config.demo and config.worker == 0:  # one feed, however many workers share the store
         app.cleanup_ctx.append(_background(_demo_feed))
     return app

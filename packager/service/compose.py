@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from packager.clock import Clock
-from packager.config import Config
+from packager.config import STORE_SCHEMES, Config
 from packager.service.clips import ClipService
 from packager.service.ingest import Ingest
 from packager.service.live import LivePlaylists
@@ -41,8 +41,26 @@ class Services:
 
 
 def build_store(config: Config, clock: Clock) -> Store:
+    """The in-memory store, or a Redis one every process shares (`--store redis://...`)."""
     limits = Limits(completion_grace=config.completion_grace)
-    return MemoryStore(clock, config.memory_budget, limits)
+    if config.store == "memory":
+        return MemoryStore(clock, config.memory_budget, limits)
+    if config.store.startswith(STORE_SCHEMES):
+        from packager.store.redis import RedisStore  # only a Redis deployment imports redis-py
+
+        return RedisStore.from_url(
+            config.store, clock, config.memory_budget, limits, cache_size=config.cache_size
+        )
+    raise ValueError(f"unknown store {config.store!r}: memory, redis://... or redis+cluster://...")
+
+
+def build_library(config: Config) -> VideoLibrary:
+    """VOD files under the data dir; with a Redis store, their index and ids are shared."""
+    if config.store == "memory":
+        return VideoLibrary(config.data_dir)
+    from packager.store.shared_videos import SharedVideoLibrary
+
+    return SharedVideoLibrary(config.data_dir, config.store)
 
 
 def build_services(
@@ -59,7 +77,7 @@ def build_services(
     mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes)
     playlists = Playlists(store)
     timers = Timers(store)
-    videos = VideoLibrary(config.data_dir)
+    videos = build_library(config)
     saver = VideoSaver(store, videos, mp4)
     for complete in (ingest.on_complete, clips.on_complete, timers.on_complete):
         complete.append(mp4.prebuild)

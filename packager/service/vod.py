@@ -4,16 +4,19 @@ life moves COMPLETE -> SAVING -> SAVED (or FAILED, with the reason) in the store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from packager.errors import ClipNotFound
 from packager.package.spec import video_spec
 from packager.service.mp4 import Mp4Builds
 from packager.store.base import Store
-from packager.store.model import Clip, ClipState
+from packager.store.model import Clip, ClipState, InvalidTransition
 from packager.store.videos import Video, VideoFile, VideoLibrary
 
 log = logging.getLogger(__name__)
+
+SAVE_HOLD = 60.0  # seconds a save holds its clip before another process may take it up
 
 
 class VideoSaver:
@@ -27,7 +30,11 @@ class VideoSaver:
         self._saving: set[str] = set()
 
     def on_complete(self, clip: Clip) -> None:
-        if not clip.vod_required or clip.id in self._saving or self.library.for_clip(clip.id):
+        """Also called for a SAVING clip whose saver's hold ran out (its process died)."""
+        if not clip.vod_required or clip.id in self._saving:
+            return
+        saved = self.library.for_clip(clip.id)
+        if saved is not None and clip.state is not ClipState.SAVING:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -39,9 +46,18 @@ class VideoSaver:
         task.add_done_callback(self.pending.discard)
 
     async def _save(self, clip: Clip) -> None:
+        hold: asyncio.Task[None] | None = None
         try:
-            clip = await self.store.update_clip(clip.id, ClipState.SAVING)
-            video = await self._write(clip)
+            try:
+                # COMPLETE -> SAVING happens once, in the store: the process that made that
+                # move saves. SAVING -> SAVING is a takeover after a dead process's hold.
+                clip = await self.store.update_clip(clip.id, ClipState.SAVING)
+            except InvalidTransition:
+                return  # saved (or being saved) by another process
+            hold = asyncio.create_task(self._hold(clip.id))
+            video = self.library.for_clip(clip.id)  # written before its process died?
+            if video is None:
+                video = await self._write(clip)
         except ClipNotFound:
             return  # it expired meanwhile
         except Exception as exc:
@@ -52,6 +68,18 @@ class VideoSaver:
             await self._mark(clip, ClipState.SAVED, video_id=video.id)
         finally:
             self._saving.discard(clip.id)
+            if hold is not None:
+                hold.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await hold
+                with contextlib.suppress(Exception):
+                    await self.store.hold_save(clip.id, None)
+
+    async def _hold(self, clip_id: str) -> None:
+        """Keep the save's hold on the clip renewed while it writes."""
+        while True:
+            await self.store.hold_save(clip_id, self.store.clock() + SAVE_HOLD)
+            await asyncio.sleep(SAVE_HOLD / 4)
 
     async def _mark(
         self, clip: Clip, state: ClipState, *, video_id: int | None = None, vod_error: str = ""

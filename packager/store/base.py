@@ -84,6 +84,7 @@ class RenditionState:
 class TimerKind(Enum):
     EXPIRE = 1
     DEADLINE = 2  # a growing clip's end + grace: complete it with what it has
+    SAVE = 3  # a VOD save's hold ran out (its process died): another may take it up
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,11 @@ class Store(Protocol):
         video_id: int | None = None,
         vod_error: str | None = None,
     ) -> Clip: ...
+    async def hold_save(self, clip_id: str, until: float | None) -> None:
+        """A VOD save of the clip is under way until `until` (renewed while writing; None:
+        done). If the hold runs out, `fire_due` reports a SAVE timer, once, to take it up."""
+        ...
+
     async def next_deadline(self) -> float | None: ...
     async def fire_due(self) -> list[Timer]: ...
 

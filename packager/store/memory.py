@@ -106,6 +106,7 @@ class MemoryStore:
         self._init_users: dict[str, int] = {}
         self._timers: list[tuple[float, int, TimerKind, str]] = []
         self._timer_seq = itertools.count()
+        self._save_holds: dict[str, float] = {}
         self._dvr_bytes = 0
         self._init_bytes = 0  # init segments kept for renditions and segments
         self._uploading = 0  # request bodies being received (reserve_upload)
@@ -535,6 +536,13 @@ class MemoryStore:
     def _schedule(self, when: float, kind: TimerKind, clip_id: str) -> None:
         heapq.heappush(self._timers, (when, next(self._timer_seq), kind, clip_id))
 
+    async def hold_save(self, clip_id: str, until: float | None) -> None:
+        if until is None:
+            self._save_holds.pop(clip_id, None)
+            return
+        self._save_holds[clip_id] = until
+        self._schedule(until, TimerKind.SAVE, clip_id)
+
     async def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
@@ -544,12 +552,18 @@ class MemoryStore:
         now = self.clock()
         fired: list[Timer] = []
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, clip_id = heapq.heappop(self._timers)
+            when, _, kind, clip_id = heapq.heappop(self._timers)
             clip = self._clips.get(clip_id)
             if clip is None:
                 continue
             if kind is TimerKind.EXPIRE:
+                self._save_holds.pop(clip_id, None)
                 fired.append(Timer(kind, self._expire(clip)))
+            elif kind is TimerKind.SAVE:
+                # Only the latest hold counts (each renewal scheduled a newer one).
+                if self._save_holds.get(clip_id) == when and clip.state is ClipState.SAVING:
+                    del self._save_holds[clip_id]
+                    fired.append(Timer(kind, clip))
             elif clip.state is ClipState.GROWING:
                 done = self._complete(clip, "the ingest stopped before the clip's end")
                 fired.append(Timer(kind, done))

@@ -7,7 +7,7 @@ from packager.config import Config
 from packager.demo import DemoFeed, RecordedRendition
 from packager.http.app import create_app
 from packager.http.keys import SERVICES
-from tests.conftest import feed_past
+from tests.conftest import MakeStore, feed_past
 from tests.http.conftest import API_KEY, AUTH, AiohttpClient
 
 
@@ -16,10 +16,11 @@ async def test_full_budget_refuses_clips_with_507_and_the_dvr_keeps_serving(
     clock: ManualClock,
     ladder: list[RecordedRendition],
     tmp_path: Path,
+    make_store: MakeStore,
 ) -> None:
     loop_bytes = sum(len(s) for r in ladder for s in r.segments)  # 12 s of the ladder
     config = Config(api_keys=(API_KEY,), memory_budget=loop_bytes, data_dir=tmp_path)
-    app = create_app(config, clock=clock, timers=False)
+    app = create_app(config, clock=clock, timers=False, store=make_store(loop_bytes))
     feed = DemoFeed(app[SERVICES].ingest, ladder, clock)
     origin = await feed_past(feed, clock, 6)
     client = await aiohttp_client(app)
