@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Sequence
 from bench.context import Context, Section
 from bench.report import Report, log
 from bench.sections.churn import Churn
+from bench.sections.efficiency import Efficiency
 from bench.sections.memory import Memory
 from bench.sections.mixed import Mixed
 from bench.sections.mp4_ttfb import Mp4Ttfb
@@ -28,6 +29,7 @@ from bench.sections.segments import Segments
 REGISTRY: tuple[type[Section], ...] = (
     Playlists,  # 1
     Segments,  # 2
+    Efficiency,  # 7: the playlist route against a bare handler, on the main server
     Mp4VsFfmpeg,  # 3a
     Mixed,  # 5
     Mp4Ttfb,  # 3b: on the long DVR's own server, unless the main one is as long

@@ -123,6 +123,7 @@ def create_app(
         config, clock, store, observe_build=metrics.remux_seconds.observe
     )
     app[READY] = {"ready": False}
+    app[playback.READY] = {}
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.append(_readiness)
     app.cleanup_ctx.append(_videos)
@@ -136,7 +137,6 @@ def create_app(
     app.router.add_routes(poster.routes)  # before playback's /rec/{stream_id}/{name}
     app.router.add_routes(playback.routes)
     app.router.add_routes(live.routes)
-    app.on_response_prepare.append(live.cors_on_errors)
     app.router.add_routes(console.routes)
     if timers:
         app.cleanup_ctx.append(_background(lambda app: app[SERVICES].timers.run()))

@@ -33,7 +33,7 @@ STATUS: dict[type[errors.PackagerError], int] = {
     errors.BudgetExceeded: 507,
 }
 
-PUBLIC_PREFIXES = ("/rec/", "/vod/")
+PUBLIC_PREFIXES = ("/rec/", "/vod/", "/live/")
 
 # Livepeer's routes (packager.http.livepeer), and anything under the `/api` its SDK's default
 # server URL ends in: their errors also carry Livepeer's `{"errors": [...]}`, which its SDK
@@ -77,11 +77,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return resp
 
 
+def _livepeer(request: web.Request) -> bool:
+    """Worked out only for an error: a regex on every request's path cost the hot path."""
+    return LIVEPEER_PATH.fullmatch(request.path) is not None
+
+
 async def _map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    livepeer = LIVEPEER_PATH.fullmatch(request.path) is not None
     try:
         return await handler(request)
     except errors.PackagerError as exc:
+        livepeer = _livepeer(request)
         extra: dict[str, object] = {}
         if isinstance(exc, errors.InvalidField):
             extra["field"] = exc.field
@@ -97,7 +102,7 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        resp = error_response(exc.status, code, exc.reason, livepeer)
+        resp = error_response(exc.status, code, exc.reason, _livepeer(request))
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
@@ -106,4 +111,6 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "the server failed; this is a bug", livepeer)
+        return error_response(
+            500, "internal_error", "the server failed; this is a bug", _livepeer(request)
+        )

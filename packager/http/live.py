@@ -145,11 +145,4 @@ def _playlist(request: web.Request, access: _Access, rendered: tuple[bytes, str]
     )
 
 
-async def cors_on_errors(request: web.Request, response: web.StreamResponse) -> None:
-    """A player on another origin reads a live link's 403 or 404 only with CORS headers (the
-    error middleware adds them under /rec/ and /vod/)."""
-    if response.status >= 400 and request.path.startswith(PREFIX):
-        response.headers.update(caching.CORS)
-
-
 routes.route("OPTIONS", PREFIX + "{stream_id}/{name}")(caching.preflight)
