@@ -1,4 +1,5 @@
-"""The aiohttp application: routes, middlewares, and the services' start and stop."""
+"""The aiohttp application: routes (each through packager.http.edge), and the services'
+start and stop."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from aiohttp import web
 from packager.clock import Clock, system_clock
 from packager.config import Config
 from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
-from packager.http import api, console, ingest, live, livepeer, playback, poster, videos
+from packager.http import api, console, edge, ingest, live, livepeer, playback, poster, videos
 from packager.http.accesslog import quiet_client_errors
-from packager.http.errors import error_middleware
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, SERVICES
-from packager.http.metrics import METRICS, Metrics, metrics_handler, metrics_middleware
+from packager.http.metrics import METRICS, Metrics, metrics_handler
 from packager.service.compose import Services, build_services
 from packager.store.base import Store
 from packager.store.shared_videos import REFRESH, SharedVideoLibrary
@@ -111,12 +111,10 @@ def create_app(
     services: Services | None = None,
 ) -> web.Application:
     """`timers=False` leaves firing timers to the caller (tests with a manual clock)."""
-    app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
-        client_max_size=config.max_api_body,
-    )
-    quiet_client_errors()
     metrics = Metrics()
+    # No middlewares: packager.http.edge wraps each route's handler (errors, CORS, metrics).
+    app = web.Application(client_max_size=config.max_api_body)
+    quiet_client_errors()
     app[CONFIG] = config
     app[METRICS] = metrics
     app[SERVICES] = services or build_services(
@@ -127,17 +125,23 @@ def create_app(
     app.on_shutdown.append(_not_ready)
     app.cleanup_ctx.append(_readiness)
     app.cleanup_ctx.append(_videos)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_routes(ingest.routes)
-    app.router.add_routes(api.routes)
-    app.router.add_routes(livepeer.routes)
-    app.router.add_routes(videos.routes)
-    app.router.add_routes(poster.routes)  # before playback's /rec/{stream_id}/{name}
-    app.router.add_routes(playback.routes)
-    app.router.add_routes(live.routes)
-    app.router.add_routes(console.routes)
+    own = [
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics_handler),
+    ]
+    tables = [
+        own,
+        ingest.routes,
+        api.routes,
+        livepeer.routes,
+        videos.routes,
+        poster.routes,  # before playback's /rec/{stream_id}/{name}
+        playback.routes,
+        live.routes,
+        console.routes,
+    ]
+    edge.add_routes(app.router, tables, metrics.http)
     if timers:
         app.cleanup_ctx.append(_background(lambda app: app[SERVICES].timers.run()))
     if config.demo and config.worker == 0:  # one feed, however many workers share the store

@@ -69,23 +69,10 @@ def error_response(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await _map_errors(request, handler)
-    if resp.status >= 400 and request.path.startswith(PUBLIC_PREFIXES):
-        resp.headers.update(CORS)  # so a player on another origin can read the 404
-    return resp
-
-
-def _livepeer(request: web.Request) -> bool:
-    """Worked out only for an error: a regex on every request's path cost the hot path."""
-    return LIVEPEER_PATH.fullmatch(request.path) is not None
-
-
-async def _map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.PackagerError as exc:
+def error_for(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error an exception from a handler maps to; re-raises what is not an answer
+    (a redirect, a client gone). Called in packager.http.edge's `except`, around each route."""
+    if isinstance(exc, errors.PackagerError):
         livepeer = _livepeer(request)
         extra: dict[str, object] = {}
         if isinstance(exc, errors.InvalidField):
@@ -98,19 +85,29 @@ async def _map_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if isinstance(exc, errors.Unauthorized):
             resp.headers["WWW-Authenticate"] = 'Bearer realm="packager"'
         return resp
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = exc.reason.lower().replace(" ", "_")
         resp = error_response(exc.status, code, exc.reason, _livepeer(request))
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
         return resp
-    except (ConnectionResetError, web.RequestPayloadError):
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(
-            500, "internal_error", "the server failed; this is a bug", _livepeer(request)
-        )
+    if isinstance(exc, ConnectionResetError | web.RequestPayloadError):
+        raise exc
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(
+        500, "internal_error", "the server failed; this is a bug", _livepeer(request)
+    )
+
+
+def public_cors(request: web.Request, resp: web.StreamResponse) -> None:
+    """A playback error carries CORS, so a player on another origin can read the 404."""
+    if resp.status >= 400 and request.path.startswith(PUBLIC_PREFIXES):
+        resp.headers.update(CORS)
+
+
+def _livepeer(request: web.Request) -> bool:
+    """Worked out only for an error: a regex on every request's path cost the hot path."""
+    return LIVEPEER_PATH.fullmatch(request.path) is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -44,11 +44,12 @@ def _headers(request: web.Request, clip: Clip, immutable: bool) -> dict[str, str
     return caching.cache_headers(request.app[SERVICES].clock(), clip.expiration, immutable)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Ready:
     """A complete clip's playlist as served, by its URL: it can no longer change, so a request
     for it needs no parsing, no lookup and no signature check, only the clock (profiled: the
-    resolution steps were a third of a cached playlist's cost)."""
+    resolution steps were a third of a cached playlist's cost). Its headers differ only in
+    max-age, so they are built once a second, not once a request."""
 
     body: bytes
     etag: str
@@ -56,6 +57,8 @@ class _Ready:
     expiration: float  # the clip's: 404 from then on
     link_expires: float  # a signed link's own expiry (the signature was checked once)
     route: str
+    max_age: int = -1  # the Cache-Control max-age `headers` were built with
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 READY = web.AppKey("ready_playlists", dict[str, _Ready])
@@ -63,10 +66,20 @@ READY_LIMIT = 20_000  # URLs kept; past it the table starts over (a clip's is re
 
 
 def _answer(request: web.Request, ready: _Ready, now: float) -> web.Response:
-    headers = caching.cache_headers(now, ready.expiration, True)
-    return caching.validated(request, headers, ready.etag, ready.modified) or web.Response(
-        body=ready.body, content_type=PLAYLIST_TYPE, headers=headers
-    )
+    max_age = math.floor(ready.expiration - now)
+    if max_age != ready.max_age:
+        headers = caching.cache_headers(now, ready.expiration, True)
+        headers["ETag"] = ready.etag
+        headers["Last-Modified"] = caching.http_date(ready.modified)
+        ready.headers, ready.max_age = headers, max_age
+    conditional = request.headers
+    if "If-None-Match" in conditional or "If-Modified-Since" in conditional:
+        headers = dict(ready.headers)
+        return caching.validated(request, headers, ready.etag, ready.modified) or web.Response(
+            body=ready.body, content_type=PLAYLIST_TYPE, headers=headers
+        )
+    # aiohttp copies `headers` into the response's own: one dict serves every request.
+    return web.Response(body=ready.body, content_type=PLAYLIST_TYPE, headers=ready.headers)
 
 
 async def _playlist(
@@ -85,7 +98,7 @@ async def _playlist(
         table = request.app[READY]
         if len(table) >= READY_LIMIT:
             table.clear()
-        table[request.path_qs] = ready
+        table[request.raw_path] = ready
         return _answer(request, ready, request.app[SERVICES].clock())
     # A growing playlist changes within a second: only the ETag may validate it.
     headers = _headers(request, clip, immutable=False)
@@ -107,13 +120,14 @@ def _media(
 
 @routes.get("/rec/{stream_id}/{name}")
 async def playback(request: web.Request) -> web.StreamResponse:
-    ready = request.app[READY].get(request.path_qs)
+    app = request.app
+    ready = app[READY].get(request.raw_path)  # path and query as sent
     if ready is not None:
-        now = request.app[SERVICES].clock()
+        now = app[SERVICES].clock()
         if now < ready.expiration and now < ready.link_expires:
             request[ROUTE_KEY] = ready.route
             return _answer(request, ready, now)
-        del request.app[READY][request.path_qs]  # expired: the slow path says why
+        del app[READY][request.raw_path]  # expired: the slow path says why
     clip, name, query, link_expires = await _resolve(request)
     if name.kind is Kind.PLAYLIST:
         return await _playlist(request, clip, name, query, link_expires)

@@ -47,6 +47,23 @@ async def test_metrics_count_requests_bytes_ingest_and_memory(service: Service) 
     assert "packager_dvr_evictions_total" in text
 
 
+async def test_what_no_route_takes_is_a_counted_json_error(service: Service) -> None:
+    """No middleware runs (packager.http.edge wraps each route): the catch-all route answers
+    unknown paths with JSON, and wrong methods on known paths with 405 and Allow."""
+    missing = await service.client.get("/no/such/thing")
+    assert missing.status == 404 and (await missing.json())["error"] == "not_found"
+    assert "Access-Control-Allow-Origin" not in missing.headers  # not a playback path
+    under_rec = await service.client.get("/rec/demo/x/y")
+    assert under_rec.status == 404 and under_rec.headers["Access-Control-Allow-Origin"] == "*"
+    wrong = await service.client.delete("/healthz")
+    assert wrong.status == 405 and (await wrong.json())["error"] == "method_not_allowed"
+    assert set(wrong.headers["Allow"].split(",")) >= {"GET", "HEAD"}
+    text = await (await service.client.get("/metrics")).text()
+    requests = "packager_http_requests_total"
+    assert _value(text, requests, route="unmatched", method="GET", status="404") == 2
+    assert _value(text, requests, route="unmatched", method="DELETE", status="405") == 1
+
+
 async def test_health_and_readiness(service: Service) -> None:
     assert (await service.client.get("/healthz")).status == 200
     ready = await service.client.get("/readyz")
