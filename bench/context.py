@@ -43,6 +43,7 @@ class Settings:
     wait_expiry: bool
     repeat: int
     quick: bool
+    new_clips: int = 20  # new clips per length for the first-GET medians (3b)
     sections: list[str] = field(default_factory=list)
     profile: bool = False
     access_log: bool = False

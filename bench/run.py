@@ -142,6 +142,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--repeat", type=int, default=None, help="runs per MP4/ffmpeg timing, median (default 5)"
     )
     parser.add_argument(
+        "--new-clips",
+        type=int,
+        default=None,
+        help="new clips per length for first-GET MP4 medians (default 20)",
+    )
+    parser.add_argument(
         "--sections",
         default=",".join(names()),
         help=f"comma-separated subset of {','.join(names())}",
@@ -197,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         cycles=pick(args.cycles, 1000, 50),
         wait_expiry=not quick,
         repeat=pick(args.repeat, 5, 2),
+        new_clips=pick(args.new_clips, 20, 3),
         quick=quick,
         sections=args.sections,
         profile=args.profile,

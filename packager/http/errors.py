@@ -40,6 +40,8 @@ PUBLIC_PREFIXES = ("/rec/", "/vod/", "/live/")
 # reads, beside our `error` and `detail` (each client ignores the other's fields).
 LIVEPEER_PATH = re.compile(r"/api(/.*)?|/clip/?|/streams?/[^/]+/clips/?")
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that hung up before the answer
+
 # Errors of unknown routes and methods are short-lived, so a CDN does not pin them.
 NOT_FOUND_MAX_AGE = 5
 
@@ -71,7 +73,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error_for(request: web.Request, exc: Exception) -> web.Response:
     """The JSON error an exception from a handler maps to; re-raises what is not an answer
-    (a redirect, a client gone). Called in packager.http.edge's `except`, around each route."""
+    (a redirect). Called in packager.http.edge's `except`, around each route."""
     if isinstance(exc, errors.PackagerError):
         livepeer = _livepeer(request)
         extra: dict[str, object] = {}
@@ -94,12 +96,25 @@ def error_for(request: web.Request, exc: Exception) -> web.Response:
             if name in exc.headers:
                 resp.headers[name] = exc.headers[name]
         return resp
-    if isinstance(exc, ConnectionResetError | web.RequestPayloadError):
-        raise exc
+    if isinstance(exc, ConnectionError):
+        return client_gone(request, exc)
+    if isinstance(exc, web.RequestPayloadError):  # a malformed chunked body, say
+        return error_response(400, "bad_body", f"the request body could not be read: {exc}")
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response(
         500, "internal_error", "the server failed; this is a bug", _livepeer(request)
     )
+
+
+def client_gone(request: web.Request, exc: Exception) -> web.Response:
+    """The client hung up mid-request (a CDN aborting a download, an encoder dropping a PUT):
+    an everyday end, not a failure. Raised on, aiohttp would log an ERROR with a traceback;
+    this answer is never delivered (aiohttp ends a response whose client is gone quietly), but
+    it is counted, as nginx's 499."""
+    log.debug("client gone during %s %s: %s", request.method, request.path, exc)
+    resp = web.Response(status=CLIENT_CLOSED_REQUEST)
+    resp.force_close()
+    return resp
 
 
 def public_cors(request: web.Request, resp: web.StreamResponse) -> None:

@@ -18,6 +18,7 @@ from packager.errors import ClipNotFound, TooEarly
 from packager.http import caching
 from packager.http.errors import error_response
 from packager.http.keys import SERVICES
+from packager.package.mp4 import Mp4Layout
 from packager.service.mp4 import Mp4File
 from packager.store.model import Clip, ClipRendition
 
@@ -148,16 +149,22 @@ async def send_file(
     resp.content_length = end - start
     await resp.prepare(request)
     if request.method != hdrs.METH_HEAD:
-        layout = file.layout
-        for key, offset, length in layout.pieces_in_range(start, end):
-            if key is None:
-                data: bytes | memoryview = layout.header
-            elif isinstance(key, bytes | memoryview):  # a saved file's own bytes
-                data = key
-            else:  # a segment's, read from the store only now: nothing before `start`
-                data = await read(key)
-            piece = memoryview(data)[offset : offset + length]
-            for at in range(0, length, WRITE_SLICE):
-                await resp.write(piece[at : at + WRITE_SLICE])
+        # A client that hangs up raises ConnectionError here: packager.http.errors.client_gone.
+        await _stream(resp, file.layout, start, end, read)
     await resp.write_eof()
     return resp
+
+
+async def _stream(
+    resp: web.StreamResponse, layout: Mp4Layout, start: int, end: int, read: Reader
+) -> None:
+    for key, offset, length in layout.pieces_in_range(start, end):
+        if key is None:
+            data: bytes | memoryview = layout.header
+        elif isinstance(key, bytes | memoryview):  # a saved file's own bytes
+            data = key
+        else:  # a segment's, read from the store only now: nothing before `start`
+            data = await read(key)
+        piece = memoryview(data)[offset : offset + length]
+        for at in range(0, length, WRITE_SLICE):
+            await resp.write(piece[at : at + WRITE_SLICE])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from packager.errors import (
@@ -44,6 +44,9 @@ class ClipService:
     default_dvr_duration: float
     # Called with each clip complete when cut (MP4 prebuild, VOD save).
     on_complete: list[Callable[[Clip], None]] = field(default_factory=list)
+    # Awaited before a complete clip is handed back (the MP4 prebuild, so that the first GET,
+    # which usually follows at once, finds its moov built).
+    settle: Callable[[Clip], Awaitable[None]] | None = None
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class ClipService:
         if clip.complete:
             for hook in self.on_complete:
                 hook(clip)
+            if self.settle is not None:
+                await self.settle(clip)
         return clip
 
     async def _cut(

@@ -82,6 +82,7 @@ def build_services(
     for complete in (ingest.on_complete, clips.on_complete, timers.on_complete):
         complete.append(mp4.prebuild)
         complete.append(saver.on_complete)
+    clips.settle = mp4.settle
     timers.on_expire.append(mp4.forget)
     timers.on_expire.append(playlists.forget)
     live = LivePlaylists(store)

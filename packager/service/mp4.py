@@ -27,6 +27,9 @@ QUEUE_WAIT = 2.0  # seconds a request may wait for a build slot before it gets 5
 QUEUE_FACTOR = 2  # how many waiters per slot
 # Segments up to which a layout is joined on the event loop (about 1 ms; past it, a thread).
 INLINE_BUILD = 300
+# Seconds a new clip's creation waits for its master.mp4 build (an hour's is ~7 ms); past it,
+# the first GET waits for the rest.
+SETTLE_WAIT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ class Mp4Builds:
     ) -> None:
         self.store = store
         self._files: dict[tuple[str, str], Mp4File] = {}
-        self._building: dict[tuple[str, str], asyncio.Future[Mp4File]] = {}
+        self._building: dict[tuple[str, str], asyncio.Task[Mp4File]] = {}
         self._observe_build = observe_build
         self._slots = asyncio.Semaphore(max_builds)
         self._max_waiting = QUEUE_FACTOR * max_builds
@@ -70,11 +73,18 @@ class Mp4Builds:
         if task is None:
             if not wait and self._slots.locked() and self._waiting >= self._max_waiting:
                 raise Overloaded("too many MP4 files are being prepared right now; retry shortly")
-            # A burst of first requests (Range probes) shares one build.
-            task = asyncio.ensure_future(self._build(key, clip, cr, now, wait))
-            self._building[key] = task
+            task = self._start(key, clip, cr, now, wait)
         # Shielded: a client that hangs up does not cancel the build the others wait for.
         return await asyncio.shield(task)
+
+    def _start(
+        self, key: tuple[str, str], clip: Clip, cr: ClipRendition, now: float, wait: bool
+    ) -> asyncio.Task[Mp4File]:
+        """The build, registered at once: a burst of first requests (Range probes) and the
+        clip's own `settle` share it."""
+        task = asyncio.ensure_future(self._build(key, clip, cr, now, wait))
+        self._building[key] = task
+        return task
 
     async def _build(
         self, key: tuple[str, str], clip: Clip, cr: ClipRendition, now: float, wait: bool
@@ -134,15 +144,23 @@ class Mp4Builds:
         """Hook: build a completed clip's `master.mp4` now, in the background, so its first
         download does not wait for the moov. Other renditions are built on first request."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:  # completed outside the server (a script, a test): build lazily
             return
         cr = clip.reference
         key = (clip.id, cr.name)
         if cr.segments and key not in self._files and key not in self._building:
             now = clip.completed_at or clip.created_at
-            task = loop.create_task(self.get(clip, cr, now, wait=True))
-            task.add_done_callback(_ignore_result)
+            self._start(key, clip, cr, now, wait=True).add_done_callback(_ignore_result)
+
+    async def settle(self, clip: Clip) -> None:
+        """Hook: wait, at most SETTLE_WAIT, for the build `prebuild` started. A new clip's MP4
+        is fetched right after it is cut, by a CDN: its first GET then costs what a later one
+        does, and the cut's answer pays the build instead (a thread's hop past INLINE_BUILD
+        segments, so other requests are not held up)."""
+        task = self._building.get((clip.id, clip.reference.name))
+        if task is not None:
+            await asyncio.wait([task], timeout=SETTLE_WAIT)
 
     def forget(self, clip: Clip) -> None:
         """Hook: an expired clip's files go with it."""

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import logging
 import math
+import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from fractions import Fraction
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -190,6 +195,29 @@ async def test_the_layout_is_built_once_and_freed_when_the_clip_expires(
     assert (await service.client.get(path)).status == 404
 
 
+async def test_a_new_clips_master_mp4_is_built_when_its_cut_answers(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first GET, which a CDN sends right after the cut, builds nothing: its TTFB is a
+    later GET's (bench section 3b)."""
+    builds: list[int] = []
+
+    def counting(*args: Any) -> mp4_package.Mp4Layout:
+        builds.append(1)
+        return mp4_package.build_layout(*args)
+
+    monkeypatch.setattr(mp4_service, "build_layout", counting)
+    monkeypatch.setattr(mp4_service, "INLINE_BUILD", 0)  # the build goes to a thread
+    made = await service.create_clip(duration=8, start=service.clock() - 12)
+    assert made["state"] == "complete", made
+    assert builds == [1]
+    highest = max(made["renditions"], key=lambda name: int(name.rsplit("_", 1)[1]))
+    assert service.services.mp4.cached(made["id"], highest) is not None
+    first = await service.client.get(f"/rec/demo/rec_{made['id']}_master.mp4")
+    assert first.status == 200 and len(await first.read()) > 0
+    assert builds == [1]
+
+
 async def test_a_rendition_the_clip_lacks_answers_404(service: Service) -> None:
     base = await _clip(service)
     assert (await service.client.get(f"{base}_media_4_2160.mp4")).status == 404
@@ -327,3 +355,53 @@ def test_a_hostile_range_header_is_parsed_in_linear_time() -> None:
         for _ in range(100):
             assert mp4_http.byte_range(header, 10**9) is None
         assert (time.perf_counter() - started) / 100 < 0.005
+
+
+async def test_a_client_that_hangs_up_mid_download_is_no_server_error(
+    clock: ManualClock,
+    ladder: list[RecordedRendition],
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CDN aborting a fetch, a player seeking away: the download stops, nothing is logged
+    above INFO (aiohttp logs an exception out of a handler as an ERROR with a traceback),
+    and the next request is served. Run as `packager serve` runs it (aiohttp's test server
+    cancels the handler instead)."""
+    config = Config(api_keys=("k",), memory_budget=1 << 30, data_dir=tmp_path)
+    app = create_app(config, clock=clock, timers=False)
+    origin = await feed_past(DemoFeed(app[SERVICES].ingest, ladder, clock), clock, 60)
+    clip = await app[SERVICES].clips.create_clip("demo", duration=110, start=origin + 1)
+    path = f"/rec/demo/rec_{clip.id}_master.mp4"
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            size = int((await http.head(path)).headers["Content-Length"])
+            assert size > 12 << 20  # more than socket buffers take while nobody reads
+            caplog.set_level(logging.INFO)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.1)  # the server fills what buffers there are, then waits
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()  # unread data, no linger: a reset
+            gone = 'packager_http_requests_total{method="GET",route="/rec/{stream_id}/{mp4}",status="499"}'
+            text = ""
+            for _ in range(50):
+                await asyncio.sleep(0.05)
+                text = await (await http.get("/metrics")).text()
+                if gone in text:
+                    break  # the GET has ended, counted as nginx counts a client gone
+            assert f"{gone} 1.0" in text, [line for line in text.splitlines() if "mp4" in line]
+            assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO] == []
+            again = await http.get(path, headers={"Range": "bytes=0-99"})
+            assert again.status == 206 and len(await again.read()) == 100
+    finally:
+        await runner.cleanup()
