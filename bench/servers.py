@@ -73,6 +73,7 @@ class Packager:
     port: int = field(default_factory=free_port)
     ingest_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     extra: tuple[str, ...] = ()  # more `serve` flags (--store, --workers)
+    tree: Path = REPO  # the checkout whose package runs (another commit's, for a baseline)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +89,8 @@ class Packager:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.workdir / "packager.log"
         env = {**os.environ, "PACKAGER_API_KEYS": API_KEY, "PACKAGER_INGEST_KEY": self.ingest_key}
+        if self.tree != REPO:
+            env["PYTHONPATH"] = str(self.tree)
         cmd = [
             sys.executable,
             "-m",
@@ -109,7 +112,7 @@ class Packager:
         ]
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+                cmd, cwd=self.tree, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         wait_for(self.base + "/healthz", 30, self.proc, log)
         self.check_ingest_locked()
@@ -131,6 +134,11 @@ class Packager:
 
     def memory(self) -> dict[str, int]:
         return memory_of(self.pid)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used (/proc/PID/stat, clock ticks)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

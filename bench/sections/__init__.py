@@ -18,6 +18,7 @@ from bench.context import Context, Section
 from bench.report import Report, log
 from bench.sections.churn import Churn
 from bench.sections.efficiency import Efficiency
+from bench.sections.ingest_cost import IngestCost
 from bench.sections.memory import Memory
 from bench.sections.mixed import Mixed
 from bench.sections.mp4_ttfb import Mp4Ttfb
@@ -34,6 +35,7 @@ REGISTRY: tuple[type[Section], ...] = (
     Mixed,  # 5
     Mp4Ttfb,  # 3b: on the long DVR's own server, unless the main one is as long
     ScaleOut,  # 6: servers of its own (a redis-server, packagers on it), while the churn waits
+    IngestCost,  # 8: servers of its own (this tree's and a baseline commit's)
     Churn,  # 4, second table: the last on the main server
     Memory,  # 4: renders the rows the others recorded, so it finishes last
 )

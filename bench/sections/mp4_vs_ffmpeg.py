@@ -94,12 +94,13 @@ class Mp4VsFfmpeg(Section):
         spawn = await asyncio.to_thread(time_command, [ffmpeg, "-version"], repeat)
         ctx.report.add(
             "3a. MP4: a 60 s clip, served vs `ffmpeg -c copy` of the same segments",
-            f"Median of {repeat}. *First GET* is a new clip's first request (it computes the MP4 "
-            "layout); *later GET* reuses it. ffmpeg remuxes the clip's init + segments from a "
+            f"Median of {repeat}. *First GET* is a new clip's first request, right after its cut "
+            "answered (the cut builds `master.mp4`'s layout; other renditions' are built by their "
+            "first GET); *later GET* reuses it. ffmpeg remuxes the clip's init + segments from a "
             "local file (its best case); +faststart puts moov first, as we do. ffmpeg times include "
             f"starting the process (`ffmpeg -version` alone: {ms(spawn)}). Whole-file times "
-            "include reading the body with a Python client (http.client), which tops out near "
-            "2 GB/s here; the first byte is what a player waits for, since an MP4 that is "
+            "include reading the body with a Python client (recv_into one 1 MiB buffer), a few "
+            "GB/s here; the first byte is what a player waits for, since an MP4 that is "
             "remuxed first cannot send anything before ffmpeg is done.\n\n"
             + table(
                 [

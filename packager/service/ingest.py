@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -221,7 +222,7 @@ class Ingest:
         duration = main.duration / init.main.timescale
         if duration > MAX_SEGMENT_SECONDS:
             raise BadMedia(f"segment lasts {duration:.0f} s, more than {MAX_SEGMENT_SECONDS:g}")
-        digest = hashlib.sha256(body).hexdigest()  # of what the encoder sent: retries match
+        digest = fingerprint(body)  # of what the encoder sent: retries match
         prev = state.last
         if (
             prev is not None
@@ -431,6 +432,14 @@ def _seconds(pdt: datetime | None) -> float | None:
         return pdt.timestamp()
     except (ValueError, OverflowError, OSError):
         raise BadMedia(f"EXT-X-PROGRAM-DATE-TIME {pdt.isoformat()} is not a usable date") from None
+
+
+def fingerprint(body: bytes) -> str:
+    """What tells a retried PUT from a new segment of the same name: length and CRC-32 of the
+    bytes sent. sha256 was a fifth of a segment's whole ingest cost (171 us for 300 kB against
+    44 us); a retry is also same-named, from the same key, within the segment's duration and
+    with no init between, so only a checksum collision in that window could drop a segment."""
+    return f"{len(body)}:{zlib.crc32(body):08x}"
 
 
 def parse_playlist(body: bytes) -> dict[str, PlaylistEntry]:

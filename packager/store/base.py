@@ -70,7 +70,9 @@ class RenditionState:
     init_resent: bool  # an init (maybe the same) came since the last segment: a new run
     last: SegmentRef | None
     last_end_dts: int | None  # where the last segment's main track ended, in its timescale
-    last_digest: str | None  # sha256 of the last segment's bytes: a retried PUT is identical
+    last_digest: (
+        str | None
+    )  # the last segment's fingerprint (ingest.fingerprint): a retry's matches
     last_arrival: float | None  # when the last segment arrived (our clock)
     # Decode-time shift per track id that this run's segments get: a restarted encoder's
     # timestamps moved on to continue the rendition's timeline.
