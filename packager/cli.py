@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if config.workers > 1:
         from packager import workers
 
-        sys.exit(workers.run(config))
+        sys.exit(workers.run(config, serve))
     serve(config)
 
 

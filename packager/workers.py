@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -53,15 +54,16 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker(config: Config, parent: int) -> None:
-    die_with_parent(parent)
-    from packager.cli import serve
+Serve = Callable[[Config, bool], None]
 
+
+def _worker(config: Config, parent: int, serve: Serve) -> None:
+    die_with_parent(parent)
     logging.basicConfig(
         level=config.log_level.upper(),
         format=f"%(asctime)s %(levelname)s w{config.worker} %(name)s %(message)s",
     )
-    serve(config, reuse_port=True)
+    serve(config, True)  # reuse_port: every worker binds the same port
 
 
 def check_port(host: str, port: int) -> None:
@@ -73,8 +75,10 @@ def check_port(host: str, port: int) -> None:
         s.bind((host, port))
 
 
-def run(config: Config) -> int:
-    """Start `config.workers` workers and keep them running until told to stop."""
+def run(config: Config, serve: Serve) -> int:
+    """Start `config.workers` workers, each running `serve` (packager.cli's, handed down so
+    that this module does not import the command line above it), and keep them running until
+    told to stop."""
     try:
         check_port(config.host, config.port)
     except OSError as exc:
@@ -87,7 +91,7 @@ def run(config: Config) -> int:
     def start(index: int) -> tuple[BaseProcess, float]:
         worker_config = dataclasses.replace(config, worker=index)
         proc = context.Process(
-            target=_worker, args=(worker_config, me), name=f"packager-worker-{index}"
+            target=_worker, args=(worker_config, me, serve), name=f"packager-worker-{index}"
         )
         proc.start()
         return proc, time.monotonic()
