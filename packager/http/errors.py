@@ -11,6 +11,7 @@ from aiohttp import web
 from packager import errors
 from packager.http.caching import CORS
 from packager.http.jsonio import json_response
+from packager.http.keys import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ PUBLIC_PREFIXES = ("/rec/", "/vod/", "/live/")
 # reads, beside our `error` and `detail` (each client ignores the other's fields).
 LIVEPEER_PATH = re.compile(r"/api(/.*)?|/clip/?|/streams?/[^/]+/clips/?")
 
+STORE_RETRY_AFTER = 2  # seconds: a Redis failover takes a few
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that hung up before the answer
 
 # Errors of unknown routes and methods are short-lived, so a CDN does not pin them.
@@ -98,6 +100,13 @@ def error_for(request: web.Request, exc: Exception) -> web.Response:
         return resp
     if isinstance(exc, ConnectionError):
         return client_gone(request, exc)
+    if isinstance(exc, request.app[SERVICES].store.unavailable):
+        log.warning("store unavailable on %s %s: %r", request.method, request.path, exc)
+        resp = error_response(
+            503, "store_unavailable", "the store cannot be reached right now; retry shortly"
+        )
+        resp.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return resp
     if isinstance(exc, web.RequestPayloadError):  # a malformed chunked body, say
         return error_response(400, "bad_body", f"the request body could not be read: {exc}")
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)

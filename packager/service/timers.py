@@ -33,12 +33,18 @@ class Timers:
         return fired
 
     async def run(self) -> None:
+        """Until cancelled, whatever a tick meets: a store that cannot be reached (a Redis
+        restarting) is waited out, and the loop goes on when it is back."""
         while True:
-            deadline = await self.store.next_deadline()
-            now = self.store.clock()
-            delay = HOUSEKEEPING_PERIOD if deadline is None else deadline - now
-            await asyncio.sleep(min(max(delay, 0.0), HOUSEKEEPING_PERIOD))
             try:
+                deadline = await self.store.next_deadline()
+                now = self.store.clock()
+                delay = HOUSEKEEPING_PERIOD if deadline is None else deadline - now
+                await asyncio.sleep(min(max(delay, 0.0), HOUSEKEEPING_PERIOD))
                 await self.tick()
+            except self.store.unavailable as exc:
+                log.warning("timers: the store cannot be reached (%r); retrying", exc)
+                await asyncio.sleep(HOUSEKEEPING_PERIOD)
             except Exception:
                 log.exception("timer tick failed")
+                await asyncio.sleep(HOUSEKEEPING_PERIOD)

@@ -109,6 +109,9 @@ class Store(Protocol):
     clock: Clock
     budget: int
     limits: Limits
+    # Exceptions that mean the backend cannot be reached right now (a Redis down or too slow):
+    # answered 503 + Retry-After, not 500 (packager.http.errors).
+    unavailable: tuple[type[BaseException], ...]
 
     # streams
     async def create_stream(self, info: StreamInfo) -> StreamInfo: ...

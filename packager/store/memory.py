@@ -99,6 +99,7 @@ class MemoryStore:
         self.clock = clock
         self.budget = memory_budget
         self.limits = limits or Limits()
+        self.unavailable: tuple[type[BaseException], ...] = ()  # in this process: never
         self._streams: dict[str, _Stream] = {}
         self._clips: dict[str, Clip] = {}
         self._segments: dict[SegmentKey, _Segment] = {}

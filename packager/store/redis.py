@@ -195,6 +195,10 @@ class RedisStore:
         self._uploading = 0
         self.budget = memory_budget
         self.limits = limits or Limits()
+        self.unavailable: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
         # Typed Any: redis-py types replies `bytes | str` whatever the client was built with;
         # this one always answers bytes (decode_responses is off).
         self.redis: Any = client

@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.http.conftest import PUSH, Service
+from packager.clock import ManualClock
+from packager.config import Config
+from packager.demo import RecordedRendition
+from packager.http.app import create_app
+from packager.http.keys import SERVICES
+from packager.store.redis import RedisStore
+from tests.http.conftest import API_KEY, AUTH, INGEST_KEY, PUSH, AiohttpClient, Service
+from tests.store.redis_support import RedisServer
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -87,3 +95,45 @@ async def test_a_malformed_request_is_logged_at_info_without_traceback(
     assert all(r.levelno <= logging.INFO for r in records), [r.getMessage() for r in records]
     assert all(r.exc_info is None and "Traceback" not in r.getMessage() for r in records)
     assert any("400" in r.getMessage() for r in records)
+
+
+async def test_a_redis_that_goes_away_is_503_with_retry_after_not_500(
+    aiohttp_client: AiohttpClient,
+    clock: ManualClock,
+    tmp_path: Path,
+    ladder: list[RecordedRendition],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store's backend down (a Redis restarting, failing over) is the server's trouble,
+    not a bug: every request says so with 503 and when to retry, and nothing crashes."""
+    redis = RedisServer(tmp_path / "redis")
+    store = RedisStore.from_url(redis.url, clock, 1 << 30)
+    config = Config(api_keys=(API_KEY,), ingest_key=INGEST_KEY, data_dir=tmp_path)
+    try:
+        client = await aiohttp_client(create_app(config, clock=clock, timers=False, store=store))
+        assert (await client.get("/streams", headers=AUTH)).status == 200
+        redis.stop()
+        caplog.set_level(logging.INFO)
+        for method, path, headers, body in [
+            ("GET", "/streams", AUTH, b""),
+            ("GET", "/rec/demo/rec_" + "0" * 32 + "_master.m3u8", {}, b""),
+            ("PUT", "/ingest/demo/0/init_0.mp4", PUSH, ladder[0].init),
+        ]:
+            resp = await client.request(method, path, headers=headers, data=body)
+            assert resp.status == 503, (path, await resp.text())
+            assert (await resp.json())["error"] == "store_unavailable"
+            assert int(resp.headers["Retry-After"]) > 0
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        # The timer loop waits the outage out (it had died on its first failed read) ...
+        timers = asyncio.create_task(client.app[SERVICES].timers.run())
+        await asyncio.sleep(0.3)
+        assert not timers.done()
+        # ... and works again once Redis is back.
+        redis = RedisServer(tmp_path / "redis-again", port=redis.port)
+        resp = await client.post("/streams", json={"id": "back"}, headers=AUTH)
+        assert resp.status == 201, await resp.text()
+        assert not timers.done()
+        timers.cancel()
+    finally:
+        redis.stop()
+        await store.close()
