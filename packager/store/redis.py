@@ -431,19 +431,47 @@ class RedisStore:
         pipe.set(key, init.data, px=ttl, nx=True)
         pipe.pexpire(key, ttl, gt=True)
         await pipe.execute()
-        result = self._text(
-            await self._run(
-                "PUT_INIT", stream_id, rendition, init_id, init.data, self.limits.max_renditions
+        for _ in range(8):
+            held, unpinned = await self._held_elsewhere(stream_id)
+            result = self._text(
+                await self._run(
+                    "PUT_INIT",
+                    stream_id,
+                    rendition,
+                    init_id,
+                    init.data,
+                    self.limits.max_renditions,
+                    self.budget,
+                    held,
+                    unpinned,
+                )
             )
-        )
-        if result == "nostream":
-            raise StreamNotFound(f"no stream {stream_id!r}")
-        if result == "limit":
-            raise LimitReached(
-                f"stream {stream_id!r} has {self.limits.max_renditions} renditions already"
-            )
-        self.cache.put(("init", init_id), init, 2 * len(init.data))
-        return result == "changed"
+            if result == "nostream":
+                raise StreamNotFound(f"no stream {stream_id!r}")
+            if result == "limit":
+                raise LimitReached(
+                    f"stream {stream_id!r} has {self.limits.max_renditions} renditions already"
+                )
+            if result == "budget":
+                raise BudgetExceeded(
+                    f"init of {len(init.data)} bytes does not fit the memory budget of "
+                    f"{self.budget} bytes beside what clips hold"
+                )
+            if result.startswith("room:"):  # this stream's DVR is empty: others give way
+                await self._make_room_elsewhere(stream_id, int(result[5:]))
+                continue
+            self.cache.put(("init", init_id), init, 2 * len(init.data))
+            return result == "changed"
+        raise BudgetExceeded(f"init of {len(init.data)} bytes does not fit the memory budget")
+
+    async def _held_elsewhere(self, stream_id: str) -> tuple[int, int]:
+        """Bytes the other streams hold against the budget (DVR, clip-only, inits), and how
+        many of them their DVRs could give up (not pinned by a clip)."""
+        others = await self._accounts(("dvr_bytes", "clip_only", "pinned", "init_bytes"))
+        others.pop(stream_id, None)
+        held = sum(d + c + i for d, c, _, i in others.values())
+        unpinned = sum(d - (p - c) for d, c, p, _ in others.values())
+        return held, unpinned
 
     async def set_playlist(
         self, stream_id: str, rendition: str, entries: dict[str, PlaylistEntry]
@@ -526,10 +554,7 @@ class RedisStore:
             orjson.dumps([list(pair) for pair in shift]),
         ]
         for _ in range(8):
-            others = await self._accounts(("dvr_bytes", "clip_only", "pinned"))
-            others.pop(sid, None)
-            held = sum(d + c for d, c, _ in others.values())
-            unpinned = sum(d - (p - c) for d, c, p in others.values())
+            held, unpinned = await self._held_elsewhere(sid)
             now = self.clock()
             got = await self._run("ADD_SEGMENT", sid, num(now), self.budget, held, unpinned, *args)
             status = self._text(got[0])
@@ -541,10 +566,9 @@ class RedisStore:
             if status == "nostream":
                 raise StreamNotFound(f"no stream {sid!r}")
             if status == "budget":
-                pinned = int(got[1]) + sum(p for _, _, p in others.values())
                 raise BudgetExceeded(
                     f"segment of {ref.cost} bytes does not fit the memory budget of "
-                    f"{self.budget} bytes: {pinned} bytes are held by clips"
+                    f"{self.budget} bytes: {int(got[1])} bytes of this stream are held by clips"
                 )
             # 'room': this stream's DVR is empty and others must give up their oldest.
             await self._make_room_elsewhere(sid, int(got[1]))

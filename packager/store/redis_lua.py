@@ -231,6 +231,9 @@ local function ensure_rendition(rend, max)
 end
 """
 
+# ARGV: base, rendition, init_id, init bytes, max renditions, budget, others_held,
+#       others_unpinned
+# -> 'same' | 'changed' | 'nostream' | 'limit' | 'budget' | 'room:<need>'
 PUT_INIT = _script(
     _ENSURE_RENDITION
     + r"""
@@ -240,9 +243,23 @@ local r = key('r', ARGV[2])
 redis.call('HSET', r, 'init_resent', '1')
 local current = redis.call('HGET', r, 'init_id')
 if current == ARGV[3] then return 'same' end
+-- Each rendition keeps its init's bytes: counted like segments, and like a segment a new one
+-- makes room by rolling the DVR on (300 renditions of a 1 MiB init are 300 MiB).
+local more = string.len(ARGV[4]) - redis.call('HSTRLEN', r, 'init_data')
+local a = redis.call('HMGET', ACCT, 'dvr_bytes', 'clip_only', 'pinned', 'init_bytes')
+local dvr, co, pinned, inits = num(a[1]), num(a[2]), num(a[3]), num(a[4])
+local need = dvr + co + inits + tonumber(ARGV[7]) + more - tonumber(ARGV[6])
+if need > 0 then
+  if dvr - (pinned - co) + tonumber(ARGV[8]) < need then return 'budget' end
+  while need > 0 do
+    local rend, seq = oldest()
+    if rend == nil then return 'room:' .. tostring(need) end
+    local c, pins = evict(rend, seq)
+    if pins == 0 then need = need - c end
+  end
+end
 if current then redis.call('HSET', r, 'init_changed', '1') end
--- Each rendition keeps its init's bytes: counted like segments (the budget sees them).
-incr('init_bytes', string.len(ARGV[4]) - redis.call('HSTRLEN', r, 'init_data'))
+incr('init_bytes', more)
 redis.call('HSET', r, 'init_id', ARGV[3], 'init_data', ARGV[4])
 return 'changed'
 """
@@ -353,9 +370,9 @@ if redis.call('EXISTS', key('info')) == 0 then return {'nostream'} end
 local now = tonumber(ARGV[2])
 sweep(now)
 local cost = tonumber(ARGV[13])
-local a = redis.call('HMGET', ACCT, 'dvr_bytes', 'clip_only', 'pinned')
+local a = redis.call('HMGET', ACCT, 'dvr_bytes', 'clip_only', 'pinned', 'init_bytes')
 local dvr, co, pinned = num(a[1]), num(a[2]), num(a[3])
-local need = dvr + co + tonumber(ARGV[4]) + cost - tonumber(ARGV[3])
+local need = dvr + co + num(a[4]) + tonumber(ARGV[4]) + cost - tonumber(ARGV[3])
 if need > 0 then
   if dvr - (pinned - co) + tonumber(ARGV[5]) < need then return {'budget', tostring(pinned)} end
   while need > 0 do

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from packager.clock import ManualClock
-from packager.demo import DemoFeed
+from packager.demo import DemoFeed, RecordedRendition
 from packager.errors import (
     BudgetExceeded,
     ClipNotFound,
@@ -137,6 +139,41 @@ async def test_clip_refused_with_507_when_pins_would_pass_budget(
     with pytest.raises(BudgetExceeded, match="memory budget"):
         await fed.clips.create_clip("demo", duration=20, start=fed.origin)
     assert (await fed.store.stats()).held_bytes <= fed.store.budget
+
+
+def _padded_init(init: bytes, pad: int) -> bytes:
+    """The same init with a `free` box of `pad` bytes after it: bigger, and its own bytes."""
+    return init + struct.pack(">I4s", 8 + pad, b"free") + bytes(pad)
+
+
+async def test_inits_count_against_the_budget_and_roll_the_dvr(
+    make_fed: MakeFed, ladder: list[RecordedRendition], ladder_bytes: int
+) -> None:
+    """New renditions' inits make room as segments do (the DVR gives up its oldest)."""
+    fed = await make_fed(segments=12, budget=ladder_bytes)
+    before = await fed.store.stats()
+    pad = ladder_bytes // 10
+    for k in range(3):
+        init = _padded_init(ladder[0].init, pad + k)
+        await fed.services.ingest.receive("demo", f"extra{k}", "init.mp4", init)
+    stats = await fed.store.stats()
+    assert stats.init_bytes >= before.init_bytes + 3 * pad
+    assert stats.held_bytes <= fed.store.budget
+    assert stats.evicted_segments > before.evicted_segments
+
+
+async def test_an_init_that_cannot_fit_beside_pinned_clips_is_refused(
+    make_fed: MakeFed, ladder: list[RecordedRendition], ladder_bytes: int
+) -> None:
+    fed = await make_fed(segments=6, budget=ladder_bytes)
+    await fed.clips.create_clip("demo", duration=12, start=fed.origin)  # pins the whole DVR
+    before = await fed.store.stats()
+    with pytest.raises(BudgetExceeded, match="memory budget"):
+        init = _padded_init(ladder[0].init, min(ladder_bytes // 2, 900_000))
+        await fed.services.ingest.receive("demo", "extra", "init.mp4", init)
+    after = await fed.store.stats()
+    assert after.held_bytes == before.held_bytes <= fed.store.budget
+    assert after.init_bytes == before.init_bytes
 
 
 async def test_growing_clip_takes_new_segments_then_completes(fed: Fed, clock: ManualClock) -> None:
