@@ -36,6 +36,34 @@ def ffmpeg_exe() -> str:
     return exe
 
 
+@dataclass(frozen=True)
+class Hev1:
+    """libx265 HLS fMP4 tagged `hev1`, as ffmpeg pushes it: the init and 1 s segments."""
+
+    init: bytes
+    segments: list[bytes]
+
+
+@pytest.fixture(scope="session")
+def hev1(ffmpeg_exe: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Hev1]:
+    """2 s of 320x180 each, encoded once a session (about a second in all):
+    - in_band: parameter sets in hvcC (incomplete) and in every keyframe's sample;
+    - entry_only: ffmpeg's default, in hvcC only;
+    - other_sets: another SPS and PPS under the same ids (ultrafast's 32x32 coding tree
+      units made 16x16);
+    - with_audio: in_band with an AAC track beside."""
+    from tests.media.real_media import hevc_hls
+
+    tmp = tmp_path_factory.mktemp("hev1")
+    made = {
+        "in_band": hevc_hls(ffmpeg_exe, tmp / "in_band", x265="repeat-headers=1"),
+        "entry_only": hevc_hls(ffmpeg_exe, tmp / "entry_only"),
+        "other_sets": hevc_hls(ffmpeg_exe, tmp / "other", x265="repeat-headers=1:ctu=16"),
+        "with_audio": hevc_hls(ffmpeg_exe, tmp / "audio", x265="repeat-headers=1", audio=True),
+    }
+    return {name: Hev1(init, segments) for name, (init, segments) in made.items()}
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)

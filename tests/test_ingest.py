@@ -8,9 +8,11 @@ import pytest
 from packager.clock import ManualClock
 from packager.demo import RecordedRendition
 from packager.errors import BadMedia
-from packager.service.ingest import Ingest, NoInitSegment, Received
+from packager.service.ingest import Ingest, NoInitSegment, Received, init_id
 from packager.store.base import Store
 from packager.store.model import Timing
+from tests.conftest import Hev1
+from tests.media.real_media import hvcc_arrays, with_hvcc_arrays
 
 PDT = 1_799_999_900.0  # ffmpeg's playlist: 2027-01-15T08:38:20.000Z, 100 s before T0
 
@@ -172,3 +174,91 @@ async def test_a_program_date_time_days_away_is_not_trusted(
     (seg,) = await ingest.store.dvr_segments("s", "0")
     assert seg.timing is Timing.ARRIVAL
     assert seg.start == pytest.approx(clock() - 2)
+
+
+# ---- hev1 served as hvc1 (Apple's HLS takes only hvc1 in fMP4) ----------------------------
+
+APPLE_WONT = "; Apple devices will not play this rendition"
+
+
+async def test_a_hev1_rendition_is_served_as_hvc1_from_its_first_segment(
+    ingest: Ingest, hev1: dict[str, Hev1]
+) -> None:
+    made = hev1["in_band"]
+    pushed = with_hvcc_arrays(made.init, [])  # the parameter sets only in the samples
+    store = ingest.store
+    await ingest.receive("s", "v", "init.mp4", pushed)
+    before = (await store.stats()).init_bytes
+
+    for k, segment in enumerate(made.segments):
+        await ingest.receive("s", "v", f"index{k}.m4s", segment)
+
+    state = await store.rendition("s", "v")
+    assert state is not None and state.init_id is not None and state.init_id != init_id(pushed)
+    served = await store.init(state.init_id)
+    assert hvcc_arrays(served.data)[0] == b"hvc1"
+    (rendition,) = await store.ladder("s")
+    assert rendition.codecs.startswith("hvc1.") and rendition.note is None
+    segments = await store.dvr_segments("s", "v")
+    assert {s.init_id for s in segments} == {state.init_id}
+    assert not any(s.discontinuity for s in segments)
+    # The pushed init is no longer held; the served one is counted in its place.
+    assert (await store.stats()).init_bytes - before == len(served.data) - len(pushed)
+
+
+async def test_a_resent_hev1_init_keeps_the_hvc1_one_and_no_discontinuity(
+    ingest: Ingest, hev1: dict[str, Hev1]
+) -> None:
+    made = hev1["in_band"]
+    pushed = with_hvcc_arrays(made.init, [])
+    await ingest.receive("s", "v", "init.mp4", pushed)
+    await ingest.receive("s", "v", "index0.m4s", made.segments[0])
+    served = (await ingest.store.ladder("s"))[0].init_id
+    await ingest.receive("s", "v", "init.mp4", pushed)  # ffmpeg's -hls_fmp4_init_resend
+    await ingest.receive("s", "v", "index1.m4s", made.segments[1])
+    segments = await ingest.store.dvr_segments("s", "v")
+    assert [(s.init_id, s.discontinuity) for s in segments] == [(served, False), (served, False)]
+
+
+async def test_a_hev1_rendition_without_parameter_sets_stays_hev1_and_says_why(
+    ingest: Ingest, hev1: dict[str, Hev1]
+) -> None:
+    made = hev1["entry_only"]  # sets in hvcC only: taken away, there are none
+    pushed = with_hvcc_arrays(made.init, [])
+    await ingest.receive("s", "v", "init.mp4", pushed)
+    for k, segment in enumerate(made.segments):
+        await ingest.receive("s", "v", f"index{k}.m4s", segment)
+    (rendition,) = await ingest.store.ladder("s")
+    assert rendition.init_id == init_id(pushed)
+    assert rendition.codecs.startswith("hev1.")
+    assert rendition.note == (
+        "hev1: no parameter sets in the sample entry or the first segment" + APPLE_WONT
+    )
+
+
+async def test_sets_that_change_after_the_first_segment_turn_it_back_to_hev1(
+    ingest: Ingest, hev1: dict[str, Hev1]
+) -> None:
+    made = hev1["in_band"]
+    pushed = with_hvcc_arrays(made.init, [])
+    await ingest.receive("s", "v", "init.mp4", pushed)
+    await ingest.receive("s", "v", "index0.m4s", made.segments[0])
+    await ingest.receive("s", "v", "index1.m4s", made.segments[1])
+    # The encoder's next segment carries another SPS and PPS under the same ids.
+    await ingest.receive("s", "v", "index2.m4s", hev1["other_sets"].segments[0])
+
+    (rendition,) = await ingest.store.ladder("s")
+    assert rendition.codecs.startswith("hev1.")
+    assert rendition.note == "hev1: parameter sets only in-band and changing" + APPLE_WONT
+    first, second, third = await ingest.store.dvr_segments("s", "v")
+    converted = await ingest.store.init(first.init_id)
+    assert hvcc_arrays(converted.data)[0] == b"hvc1"  # right for the segments it served
+    assert second.init_id == first.init_id and not second.discontinuity
+    assert third.init_id == rendition.init_id != first.init_id and third.discontinuity
+    fourcc, arrays = hvcc_arrays((await ingest.store.init(third.init_id)).data)
+    assert fourcc == b"hev1" and not any(first & 0x80 for first, _ in arrays)
+    # A re-sent copy of the pushed init does not bring hvc1 back.
+    await ingest.receive("s", "v", "init.mp4", pushed)
+    await ingest.receive("s", "v", "index3.m4s", hev1["other_sets"].segments[1])
+    (again,) = await ingest.store.ladder("s")
+    assert (again.init_id, again.note) == (rendition.init_id, rendition.note)

@@ -102,6 +102,8 @@ def stream_view(
                 "codecs": r.codecs,
                 "bandwidth": round(r.bitrate),
                 "segments": r.segments,
+                # What players should know of it, else null: a HEVC rendition that stays hev1.
+                "note": r.note,
             }
             for n, r in enumerate(ladder, start=1)
         ],

@@ -39,7 +39,7 @@ from itertools import pairwise
 from typing import Any
 
 from packager.errors import BadMedia
-from packager.media import nal
+from packager.media import hevc, nal
 from packager.media.boxwriter import (
     box,
     box_header,
@@ -597,27 +597,7 @@ def _hvc1(pid: int, params: dict[tuple[int, int], bytes]) -> tuple[bytes, int, i
     if not all(units for _, units in arrays):
         raise BadMedia(f"PID {pid}: no HEVC VPS, SPS and PPS in the segment")
     sps = nal.parse_hevc_sps(arrays[1][1][0])
-    head = struct.pack(
-        ">BBI6sBHBBBBHBB",
-        1,
-        sps.profile_space << 6 | sps.tier << 5 | sps.profile_idc,
-        sps.compatibility_flags,
-        sps.constraint_flags.to_bytes(6, "big"),
-        sps.level_idc,
-        0xF000,  # min_spatial_segmentation_idc 0: no guarantee claimed
-        0xFC,  # parallelismType 0: unknown
-        0xFC | sps.chroma_format_idc,
-        0xF8 | (sps.bit_depth_luma - 8),
-        0xF8 | (sps.bit_depth_chroma - 8),
-        0,  # avgFrameRate: unspecified
-        sps.max_sub_layers << 3 | sps.temporal_id_nesting << 2 | 3,  # 4-byte NAL lengths
-        len(arrays),
-    )
-    body = [head]
-    for kind, units in arrays:
-        body.append(struct.pack(">BH", 0x80 | kind, len(units)))
-        body += [struct.pack(">H", len(u)) + u for u in units]
-    hvcc = box(b"hvcC", *body)
+    hvcc = hevc.hvcc_box(hevc.record_header(sps), [(0x80 | t, units) for t, units in arrays])
     return _visual_entry(b"hvc1", sps.width, sps.height, hvcc), sps.width, sps.height
 
 

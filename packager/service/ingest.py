@@ -21,11 +21,11 @@ from fractions import Fraction
 import m3u8
 
 from packager.errors import BadMedia, PackagerError, StreamNotFound, Unauthorized
-from packager.media import boxes
+from packager.media import boxes, hevc
 from packager.media.fragment import parse_segment
 from packager.media.gop import decodable_from_start
 from packager.media.init import parse_init
-from packager.media.model import InitSegment
+from packager.media.model import InitSegment, SegmentMedia
 from packager.media.rewrite import shift_decode_times
 from packager.media.ts import TsState, demux_segment, is_transport_stream
 from packager.package.tables import prepare_segment
@@ -238,6 +238,7 @@ class Ingest:
             # index0 from tfdt 0: maybe byte-identical to the last run's (a test pattern is),
             # and never a duplicate.
             return IngestResult(Received.DUPLICATE, prev)
+        state, init = await self._hevc_entry(state, stream_id, init, media, body)
         shift, restarted = await self._restamp(state, init, main.base_decode_time)
         if any(shift.values()):
             try:
@@ -305,6 +306,55 @@ class Ingest:
         )
         return IngestResult(Received.SEGMENT, ref, tuple(completed))
 
+    async def _hevc_entry(
+        self,
+        state: RenditionState,
+        stream_id: str,
+        init: InitSegment,
+        media: SegmentMedia,
+        body: bytes,
+    ) -> tuple[RenditionState, InitSegment]:
+        """The init this segment is served with, `hev1` made `hvc1` where that is true.
+
+        Apple's HLS plays HEVC in fMP4 only from an `hvc1` entry. The init arrives before any
+        segment, and a `hev1` one may hold no parameter set: the first segment of it is where
+        they are found, so the rendition's init is rewritten then (hevc.as_hvc1) and served
+        as `hvc1` from that segment on. Each later segment must carry no other set, or the
+        rendition turns back to `hev1` there (a new init: a discontinuity). Where it stays
+        `hev1`, the stream's JSON says why (`note`)."""
+        video = init.video
+        current = state.init_id
+        if video is None or current is None or state.init_note is not None:
+            return state, init
+        revision: _Revision | None
+        if hevc.is_hev1(video):
+            revision = _hvc1_revision(init, current, body, media)
+        elif state.init_source is not None:  # an init this ingest converted
+            revision = _hev1_revision(init, state.init_source, body, media)
+        else:
+            return state, init
+        if revision is None:
+            return state, init
+        if not await self.store.revise_init(
+            stream_id,
+            state.name,
+            current,
+            revision.init,
+            revision.init_id,
+            source_id=revision.source_id,
+            note=revision.note,
+            changed=revision.changed,
+        ):
+            return state, init  # a new init came meanwhile: this segment was sent under this one
+        state = dataclasses.replace(
+            state,
+            init_id=revision.init_id,
+            init_source=revision.source_id,
+            init_note=revision.note,
+            init_changed=state.init_changed or revision.changed,
+        )
+        return state, revision.init
+
     async def _restamp(
         self, state: RenditionState, init: InitSegment, base: int
     ) -> tuple[dict[int, int], bool]:
@@ -349,6 +399,46 @@ class Ingest:
             if before_ok and after_ok:
                 await self.store.retime(seg.key, pdt)
                 segs[k] = dataclasses.replace(seg, start=pdt, timing=Timing.PDT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Revision:
+    """What a segment taught of its rendition's init (see `Store.revise_init`)."""
+
+    init: InitSegment
+    init_id: str
+    source_id: str | None
+    note: str | None
+    changed: bool = False
+
+
+def _hvc1_revision(init: InitSegment, current: str, body: bytes, media: SegmentMedia) -> _Revision:
+    """The first segment of a `hev1` init: its parameter sets into hvcC, or a note why not."""
+    try:
+        data = hevc.as_hvc1(init, body, media)
+        return _Revision(parse_init(data), init_id(data), source_id=current, note=None)
+    except hevc.Unconvertible as exc:
+        reason = str(exc)
+    except BadMedia as exc:  # the segment parsed: what failed is rewriting the init
+        reason = f"its init could not be rewritten ({exc.detail})"
+    return _Revision(init, current, source_id=None, note=hev1_note(reason))
+
+
+def _hev1_revision(
+    init: InitSegment, source_id: str, body: bytes, media: SegmentMedia
+) -> _Revision | None:
+    """A later segment of a converted init: None while it carries no other parameter set,
+    else the init back as `hev1` from this segment on (its sets changed: a discontinuity)."""
+    why = hevc.foreign_sets(init, body, media)
+    if why is None:
+        return None
+    data = hevc.as_hev1(init)
+    return _Revision(parse_init(data), init_id(data), source_id, hev1_note(why), changed=True)
+
+
+def hev1_note(reason: str) -> str:
+    """What a rendition kept as `hev1` says in the stream's JSON."""
+    return f"hev1: {reason}; Apple devices will not play this rendition"
 
 
 def _trusted_pdt(

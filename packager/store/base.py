@@ -81,6 +81,10 @@ class RenditionState:
     recent: tuple[SegmentRef, ...]  # the last few segments, oldest first
     next_seq: int  # the number the next segment gets
     demux: str | None  # an MPEG-TS rendition's demuxer state (JSON)
+    # The init as the encoder pushed it, when `init_id` is the ingest's revision of it (a
+    # hev1 init served as hvc1): a re-sent copy of it is no new init.
+    init_source: str | None
+    init_note: str | None  # why the current init is served as it is (a hev1 kept), or None
 
 
 class TimerKind(Enum):
@@ -128,6 +132,25 @@ class Store(Protocol):
     async def put_init(
         self, stream_id: str, rendition: str, init: InitSegment, init_id: str
     ) -> bool: ...
+    async def revise_init(
+        self,
+        stream_id: str,
+        rendition: str,
+        current_id: str,
+        init: InitSegment,
+        init_id: str,
+        *,
+        source_id: str | None,
+        note: str | None,
+        changed: bool = False,
+    ) -> bool:
+        """What the ingest learned of the rendition's current init from its segments: serve
+        `init` in its place (`init_id` may be `current_id`: only the note changes). `source_id`
+        is the init as pushed (a re-sent copy of it keeps this one), `note` says why it is
+        served so. Not a new init (no discontinuity) unless `changed`: the media changed
+        too. False, and nothing done, if `current_id` is no longer the rendition's init."""
+        ...
+
     async def set_playlist(
         self, stream_id: str, rendition: str, entries: dict[str, PlaylistEntry]
     ) -> None: ...

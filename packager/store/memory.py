@@ -67,6 +67,8 @@ class _Rendition:
     init_id: str | None = None
     init_changed: bool = False
     init_resent: bool = False
+    init_source: str | None = None  # the pushed init, when init_id is a revision of it
+    init_note: str | None = None
     segments: deque[_Segment] = field(default_factory=deque)
     next_seq: int = 0
     last_end_dts: int | None = None
@@ -174,6 +176,7 @@ class MemoryStore:
                     frame_rate=next(
                         (s.ref.frames / s.ref.duration for s in recent if s.ref.frames), None
                     ),
+                    note=r.init_note,
                 )
             )
         return sorted(out, key=lambda r: (r.height, r.bitrate, r.name))
@@ -221,12 +224,15 @@ class MemoryStore:
             recent=tuple(s.ref for s in itertools.islice(reversed(r.segments), 8))[::-1],
             demux=r.demux,
             next_seq=r.next_seq,
+            init_source=r.init_source,
+            init_note=r.init_note,
         )
 
     async def put_init(
         self, stream_id: str, rendition: str, init: InitSegment, init_id: str
     ) -> bool:
-        """Make `init` the rendition's current one (created if new); True if it changed."""
+        """Make `init` the rendition's current one (created if new); True if it changed. The
+        init a revision was made from (`revise_init`) is the current one re-sent."""
         stream = self._stream(stream_id)
         r = stream.renditions.get(rendition)
         if r is None:
@@ -236,19 +242,45 @@ class MemoryStore:
                 )
             r = stream.renditions[rendition] = _Rendition(rendition)
         r.init_resent = True
-        if r.init_id == init_id:
+        if init_id in (r.init_id, r.init_source):
             return False
+        had_one = r.init_id is not None
+        self._take_init(r, init, init_id)
+        r.init_changed = r.init_changed or had_one
+        r.init_source = r.init_note = None
+        return True
+
+    async def revise_init(
+        self,
+        stream_id: str,
+        rendition: str,
+        current_id: str,
+        init: InitSegment,
+        init_id: str,
+        *,
+        source_id: str | None,
+        note: str | None,
+        changed: bool = False,
+    ) -> bool:
+        r = self._stream(stream_id).renditions.get(rendition)
+        if r is None or r.init_id != current_id:
+            return False
+        if init_id != current_id:
+            self._take_init(r, init, init_id)
+        r.init_source, r.init_note = source_id, note
+        r.init_changed = r.init_changed or changed
+        return True
+
+    def _take_init(self, r: _Rendition, init: InitSegment, init_id: str) -> None:
+        """Make `init` the rendition's, counted once however many renditions share it."""
         if init_id not in self._inits:
             # Inits count like segments: 300 renditions of a 1 MiB init are 300 MiB.
             self._make_room(init_cost(init))
             self._inits[init_id] = init
             self._init_bytes += init_cost(init)
         self._init_users[init_id] = self._init_users.get(init_id, 0) + 1
-        if r.init_id is not None:
-            r.init_changed = True
-            self._drop_init_user(r.init_id)
+        self._drop_init_user(r.init_id)
         r.init_id = init_id
-        return True
 
     def _drop_init_user(self, init_id: str | None) -> None:
         """Inits are shared by content; one no rendition or segment uses any more goes."""

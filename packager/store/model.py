@@ -124,6 +124,7 @@ class RenditionInfo:
     target_duration: int  # the longest segment held, rounded up
     peak_bitrate: int  # of the recent segments: what a clip with none yet advertises
     frame_rate: float | None
+    note: str | None = None  # what players should know of it (a hev1 kept: Apple will not play)
 
 
 @dataclass(frozen=True, slots=True)

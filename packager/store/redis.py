@@ -224,6 +224,7 @@ class RedisStore:
                 "CREATE_STREAM",
                 "DELETE_STREAM",
                 "PUT_INIT",
+                "REVISE_INIT",
                 "SET_PLAYLIST",
                 "SET_DEMUX",
                 "RETIME",
@@ -339,7 +340,7 @@ class RedisStore:
         if isinstance(rows, bytes):
             raise StreamNotFound(f"no stream {stream_id!r}")
         out = []
-        for name_b, init_b, size, dur, count, first_start, td, recent_raw in rows:
+        for name_b, init_b, size, dur, count, first_start, td, recent_raw, note in rows:
             name, init_id = name_b.decode(), init_b.decode()
             init = await self.init(init_id)
             video = init.video
@@ -359,6 +360,7 @@ class RedisStore:
                     target_duration=max(1, int(td)),
                     peak_bitrate=math.ceil(max(s.bitrate for s in recent)),
                     frame_rate=next((s.frames / s.duration for s in recent if s.frames), None),
+                    note=note.decode() or None,
                 )
             )
         return sorted(out, key=lambda r: (r.height, r.bitrate, r.name))
@@ -384,7 +386,7 @@ class RedisStore:
             return None
         fields, refs = got
         init_b, changed, next_seq, end_dts, digest, playlist, demux = fields[:7]
-        resent, arrival, shift = fields[7:10]
+        resent, arrival, shift, source, note = fields[7:12]
         recent = tuple(ref_from_bytes(stream_id, name, r) for r in refs)
         init_id = init_b.decode() if init_b else None
         if init_id is not None:
@@ -403,6 +405,8 @@ class RedisStore:
             init_resent=resent == b"1",
             last_arrival=float(arrival) if arrival else None,
             shift=tuple((int(t), int(v)) for t, v in orjson.loads(shift)) if shift else (),
+            init_source=source.decode() if source else None,
+            init_note=note.decode() if note else None,
         )
 
     async def _keep_init(self, stream_id: str, rendition: str, init_id: str) -> None:
@@ -422,15 +426,9 @@ class RedisStore:
     async def put_init(
         self, stream_id: str, rendition: str, init: InitSegment, init_id: str
     ) -> bool:
-        """Make `init` the rendition's current one (created if new); True if it changed."""
-        stream = await self.stream(stream_id)
-        # Long enough for any segment or clip that will use it; each raises it (GT) again.
-        ttl = self._ttl_ms(self.clock() + stream.dvr_duration + 4 * 3600)
-        key = self._init_key(init_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, init.data, px=ttl, nx=True)
-        pipe.pexpire(key, ttl, gt=True)
-        await pipe.execute()
+        """Make `init` the rendition's current one (created if new); True if it changed. The
+        init a revision was made from (`revise_init`) is the current one re-sent."""
+        await self._put_init_key(stream_id, init_id, init.data)
         for _ in range(8):
             held, unpinned = await self._held_elsewhere(stream_id)
             result = self._text(
@@ -472,6 +470,49 @@ class RedisStore:
         held = sum(d + c + i for d, c, _, i in others.values())
         unpinned = sum(d - (p - c) for d, c, p, _ in others.values())
         return held, unpinned
+
+    async def revise_init(
+        self,
+        stream_id: str,
+        rendition: str,
+        current_id: str,
+        init: InitSegment,
+        init_id: str,
+        *,
+        source_id: str | None,
+        note: str | None,
+        changed: bool = False,
+    ) -> bool:
+        if init_id != current_id:
+            await self._put_init_key(stream_id, init_id, init.data)
+            self.cache.put(("init", init_id), init, 2 * len(init.data))
+        result = self._text(
+            await self._run(
+                "REVISE_INIT",
+                stream_id,
+                rendition,
+                current_id,
+                init_id,
+                init.data if init_id != current_id else b"",
+                source_id or "",
+                note or "",
+                int(changed),
+            )
+        )
+        if result == "nostream":
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return result == "ok"
+
+    async def _put_init_key(self, stream_id: str, init_id: str, data: bytes) -> None:
+        """An init's bytes by id, shared by content. Long enough for any segment or clip that
+        will use it; each raises it (GT) again."""
+        stream = await self.stream(stream_id)
+        ttl = self._ttl_ms(self.clock() + stream.dvr_duration + 4 * 3600)
+        key = self._init_key(init_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, data, px=ttl, nx=True)
+        pipe.pexpire(key, ttl, gt=True)
+        await pipe.execute()
 
     async def set_playlist(
         self, stream_id: str, rendition: str, entries: dict[str, PlaylistEntry]

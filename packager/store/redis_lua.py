@@ -10,7 +10,8 @@ Key layout under `B = pk:{stream}` (see redis.py's docstring for the global keys
   B:info            hash   json (StreamInfo), dvr (seconds)
   B:rends           list   rendition names, in order of arrival
   B:r:REND          hash   init_id, init_data, init_changed, next_seq, last_end_dts,
-                           last_digest, playlist, demux, dvr_size, dvr_dur
+                           last_digest, playlist, demux, dvr_size, dvr_dur, init_source
+                           and init_note (a revised init: what was pushed, and why)
   B:ring:REND       zset   the DVR: seq -> seq
   B:td:REND         hash   ceil(duration) -> segments in the DVR (EXT-X-TARGETDURATION)
   B:seg:REND:SEQ    hash   ref (json SegmentRef), start, end, dur, size, cost, init, td,
@@ -241,8 +242,8 @@ local made = ensure_rendition(ARGV[2], tonumber(ARGV[5]))
 if made ~= 'ok' then return made end
 local r = key('r', ARGV[2])
 redis.call('HSET', r, 'init_resent', '1')
-local current = redis.call('HGET', r, 'init_id')
-if current == ARGV[3] then return 'same' end
+local current, source = unpack(redis.call('HMGET', r, 'init_id', 'init_source'))
+if current == ARGV[3] or source == ARGV[3] then return 'same' end
 -- Each rendition keeps its init's bytes: counted like segments, and like a segment a new one
 -- makes room by rolling the DVR on (300 renditions of a 1 MiB init are 300 MiB).
 local more = string.len(ARGV[4]) - redis.call('HSTRLEN', r, 'init_data')
@@ -261,9 +262,28 @@ end
 if current then redis.call('HSET', r, 'init_changed', '1') end
 incr('init_bytes', more)
 redis.call('HSET', r, 'init_id', ARGV[3], 'init_data', ARGV[4])
+redis.call('HDEL', r, 'init_source', 'init_note')
 return 'changed'
 """
 )
+
+# ARGV: base, rendition, current init id, new id, new data, source id, note ('' for none),
+# changed (0/1) -> 'nostream' | 'moved' (current is not the rendition's init) | 'ok'
+REVISE_INIT = _script(r"""
+if redis.call('EXISTS', key('info')) == 0 then return 'nostream' end
+local r = key('r', ARGV[2])
+if redis.call('HGET', r, 'init_id') ~= ARGV[3] then return 'moved' end
+if ARGV[4] ~= ARGV[3] then
+  incr('init_bytes', string.len(ARGV[5]) - redis.call('HSTRLEN', r, 'init_data'))
+  redis.call('HSET', r, 'init_id', ARGV[4], 'init_data', ARGV[5])
+end
+if ARGV[6] ~= '' then redis.call('HSET', r, 'init_source', ARGV[6])
+else redis.call('HDEL', r, 'init_source') end
+if ARGV[7] ~= '' then redis.call('HSET', r, 'init_note', ARGV[7])
+else redis.call('HDEL', r, 'init_note') end
+if ARGV[8] == '1' then redis.call('HSET', r, 'init_changed', '1') end
+return 'ok'
+""")
 
 SET_PLAYLIST = _script(
     _ENSURE_RENDITION
@@ -293,7 +313,8 @@ RENDITION = _script(r"""
 local r = key('r', ARGV[2])
 if redis.call('EXISTS', r) == 0 then return false end
 local f = redis.call('HMGET', r, 'init_id', 'init_changed', 'next_seq', 'last_end_dts',
-  'last_digest', 'playlist', 'demux', 'init_resent', 'last_arrival', 'shift')
+  'last_digest', 'playlist', 'demux', 'init_resent', 'last_arrival', 'shift', 'init_source',
+  'init_note')
 local refs = {}
 for _, seq in ipairs(redis.call('ZRANGE', key('ring', ARGV[2]), -8, -1)) do
   table.insert(refs, seg_field(ARGV[2], seq, 'ref'))
@@ -305,7 +326,7 @@ LADDER = _script(r"""
 if redis.call('EXISTS', key('info')) == 0 then return 'nostream' end
 local out = {}
 for _, rend in ipairs(rends()) do
-  local f = redis.call('HMGET', key('r', rend), 'init_id', 'dvr_size', 'dvr_dur')
+  local f = redis.call('HMGET', key('r', rend), 'init_id', 'dvr_size', 'dvr_dur', 'init_note')
   local ring = key('ring', rend)
   local count = redis.call('ZCARD', ring)
   if f[1] and count > 0 then
@@ -320,7 +341,7 @@ for _, rend in ipairs(rends()) do
     end
     local first = ring_first(rend)
     table.insert(out, {rend, f[1], f[2] or '0', f[3] or '0', count,
-      seg_field(rend, first, 'start'), td, recent})
+      seg_field(rend, first, 'start'), td, recent, f[4] or ''})
   end
 end
 return out

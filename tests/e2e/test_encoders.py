@@ -83,8 +83,8 @@ def push(
         **(hls or {}),
     }
     if any(r.get("codec") == "libx265" for r in renditions):
-        options["x265-params"] = "log-level=error"
-        options["tag:v"] = "hvc1"
+        options.setdefault("x265-params", "log-level=error")
+        options.setdefault("tag:v", "hvc1")
     cmd = (
         ffmpeg.output(*streams, url, **options)
         .global_args("-v", "error", "-nostdin")
@@ -260,6 +260,33 @@ def test_x265_open_gop_clips_decode_every_frame(server: Server, ffmpeg_exe: str)
     assert rendition["codecs"].startswith("hvc1.")
     clip = cut(server, "hevc", dvr["start"] + 2.1, 4)  # starts on a CRA with leading pictures
     assert "#EXT-X-INDEPENDENT-SEGMENTS" not in fetch(clip["hls_master"])
+    check_clip(ffmpeg_exe, clip)
+
+
+def test_x265_tagged_hev1_is_served_as_hvc1(server: Server, ffmpeg_exe: str) -> None:
+    """-c:v libx265 -tag:v hev1, the parameter sets in every keyframe too (repeat-headers):
+    CODECS said hev1 and the init was hev1, which Safari and iOS refuse in fMP4 HLS."""
+    url, key = create_stream(server, "hev1")
+    push(
+        ffmpeg_exe,
+        f"{url}/%v/index.m3u8",
+        key,
+        6,
+        renditions=[{"height": 180, "codec": "libx265", "gop": 60}],
+        hls={"tag:v": "hev1", "x265-params": "log-level=error:repeat-headers=1"},
+    )
+    stream = stream_of(server, "hev1")
+    (rendition,) = stream["renditions"]
+    assert rendition["codecs"].startswith("hvc1.") and rendition["note"] is None
+    dvr = stream["dvr"]
+    clip = cut(server, "hev1", dvr["start"], dvr["end"] - dvr["start"])
+    (variant,) = m3u8.loads(fetch(clip["hls_master"])).playlists
+    assert variant.stream_info.codecs == rendition["codecs"]
+    base = clip["hls_master"].rsplit("/", 1)[0]
+    media = m3u8.loads(fetch(f"{base}/{variant.uri}"))
+    with urllib.request.urlopen(f"{base}/{media.segments[0].init_section.uri}") as resp:
+        init = resp.read()
+    assert b"hvc1" in init and b"hev1" not in init
     check_clip(ffmpeg_exe, clip)
 
 

@@ -19,14 +19,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from packager.errors import BadMedia
+from packager.media import hevc
 from packager.media.boxes import box32, iter_boxes
 from packager.media.codecs import avc_codec, hevc_codec, mp4a_codec
 from packager.media.fragment import MAX_SAMPLES_PER_SEGMENT, parse_segment
 from packager.media.init import MAX_EDITS, MAX_TRACKS, parse_init
 from packager.media.model import InitSegment, SegmentMedia
 from packager.media.rewrite import shift_decode_times
+from tests.conftest import Hev1
 from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import count_case, examples
+from tests.media.real_media import with_hvcc_arrays
 
 pytestmark = pytest.mark.fuzz
 
@@ -164,6 +167,56 @@ def test_real_segment_against_a_hostile_init(init_data: bytes, rendition: str, i
     result = parse_or_bad_media(lambda: parse_segment(data, init))
     if not isinstance(result, BadMedia):
         check_segment(result, data, init)
+
+
+def flipped(d: st.DataObject, data: bytes, lo: int, hi: int) -> bytes:
+    """`data` with a few bytes of [lo, hi) changed."""
+    buf = bytearray(data)
+    for _ in range(d.draw(st.integers(1, 3))):
+        buf[d.draw(st.integers(lo, hi - 1))] ^= d.draw(st.integers(1, 255))
+    return bytes(buf)
+
+
+@examples(3)
+@given(d=st.data())
+def test_hev1_becomes_hvc1_or_says_why(hev1: dict[str, Hev1], d: st.DataObject) -> None:
+    """Real x265 hev1 output, damaged: a consistent hvc1 init, or Unconvertible (the reason
+    the stream's JSON gives) or BadMedia, never another exception."""
+    count_case("media: hev1 as hvc1")
+    made = hev1[d.draw(st.sampled_from(["in_band", "entry_only"]))]
+    init_data = made.init if d.draw(st.booleans()) else with_hvcc_arrays(made.init, [])
+    segment = made.segments[0]
+    # One kind of damage a case, so that most cases still reach the conversion.
+    how = d.draw(st.sampled_from(["tree", "hvcC", "hvcC", "samples", "samples"]))
+    if how == "tree":
+        marks: list[int] = []
+        init_data = fz.serialize(d.draw(fz.mutate_tree(fz.parse_tree(init_data))), marks)
+        init_data = d.draw(fz.byte_damage(init_data, marks))
+    elif how == "hvcC":  # its header, array counts, NAL lengths and the sets themselves
+        at = init_data.index(b"hvcC")
+        init_data = flipped(d, init_data, at + 4, at - 4 + int.from_bytes(init_data[at - 4 : at]))
+    else:  # NAL unit lengths and headers, in-band parameter sets
+        mdat = segment.index(b"mdat")
+        segment = flipped(d, segment, mdat + 4, min(len(segment), mdat + 4 + 4096))
+    init = parse_or_bad_media(lambda: parse_init(init_data))
+    if isinstance(init, BadMedia) or not hevc.is_hev1(init.video):
+        return
+    media = parse_or_bad_media(lambda: parse_segment(segment, init))
+    if isinstance(media, BadMedia):
+        return
+
+    def convert() -> bytes | None:
+        try:
+            return hevc.as_hvc1(init, segment, media)
+        except hevc.Unconvertible:
+            return None
+
+    out = parse_or_bad_media(convert)
+    if isinstance(out, bytes):
+        converted = parse_or_bad_media(lambda: parse_init(out))
+        if not isinstance(converted, BadMedia):
+            assert converted.video is not None and converted.video.codec.startswith("hvc1")
+            assert [t.track_id for t in converted.tracks] == [t.track_id for t in init.tracks]
 
 
 @examples(2)

@@ -17,9 +17,10 @@ from packager.errors import (
     RangeNotInDvr,
     StreamNotFound,
 )
+from packager.media.init import parse_init
 from packager.store.base import Store
-from packager.store.model import Clip, ClipState, InvalidTransition
-from tests.conftest import Fed, MakeFed, feed_past
+from packager.store.model import Clip, ClipState, InvalidTransition, StreamInfo
+from tests.conftest import Fed, MakeFed, MakeStore, feed_past
 
 
 def _pinned(clip: Clip) -> int:
@@ -290,3 +291,43 @@ async def test_deleting_a_stream_frees_its_dvr_but_not_what_clips_hold(fed: Fed)
     for cr in clip.renditions:  # the clip still plays
         for ref in cr.segments:
             assert len(await fed.store.segment_data(ref.key)) == ref.size
+
+
+async def test_a_revised_init_takes_the_pushed_ones_place_and_a_copy_of_that_changes_nothing(
+    make_store: MakeStore, ladder: list[RecordedRendition], clock: ManualClock
+) -> None:
+    """The ingest serves a hev1 init as hvc1 (its revision); an encoder re-sending what it
+    pushed must not undo that, nor start a discontinuity."""
+    store = make_store()
+    await store.create_stream(StreamInfo("s", "s", 3600.0, clock()))
+    pushed, revised, other = (parse_init(r.init) for r in ladder)
+    await store.put_init("s", "r", pushed, "pushed")
+    counted = (await store.stats()).init_bytes
+
+    assert not await store.revise_init(
+        "s", "r", "not-current", revised, "revised", source_id="pushed", note=None
+    )
+    assert await store.revise_init(
+        "s", "r", "pushed", revised, "revised", source_id="pushed", note=None
+    )
+    state = await store.rendition("s", "r")
+    assert state is not None
+    assert (state.init_id, state.init_source, state.init_note) == ("revised", "pushed", None)
+    assert (await store.stats()).init_bytes - counted == len(revised.data) - len(pushed.data)
+    assert await store.init("revised") == revised
+
+    assert not await store.put_init("s", "r", pushed, "pushed")  # re-sent: the same init
+    state = await store.rendition("s", "r")
+    assert state is not None and (state.init_id, state.init_changed) == ("revised", False)
+
+    assert await store.revise_init(
+        "s", "r", "revised", revised, "revised", source_id="pushed", note="why", changed=True
+    )
+    state = await store.rendition("s", "r")
+    assert state is not None
+    assert (state.init_id, state.init_note, state.init_changed) == ("revised", "why", True)
+
+    assert await store.put_init("s", "r", other, "other")  # a new init forgets both
+    state = await store.rendition("s", "r")
+    assert state is not None
+    assert (state.init_id, state.init_source, state.init_note) == ("other", None, None)
