@@ -7,6 +7,7 @@ process rolled it) makes the store refuse, and the cut is made again.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import secrets
@@ -44,6 +45,8 @@ class ClipService:
     default_dvr_duration: float
     # Called with each clip complete when cut (MP4 prebuild, VOD save).
     on_complete: list[Callable[[Clip], None]] = field(default_factory=list)
+    # Called with every new clip (a frame-accurate one's re-encodes start at once).
+    on_create: list[Callable[[Clip], None]] = field(default_factory=list)
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -81,16 +84,22 @@ class ClipService:
         vod_required: bool = False,
         name: str | None = None,
         private: bool = False,
+        frame_accurate: bool = False,
     ) -> Clip:
         for attempt in range(CUT_ATTEMPTS):
             try:
                 clip = await self._cut(
                     stream_id, duration, start, expiration, vod_required, name, private
                 )
+                clip = await self.store.add_clip(
+                    dataclasses.replace(clip, frame_accurate=frame_accurate)
+                )
                 break
             except SegmentGone:
                 if attempt == CUT_ATTEMPTS - 1:
                     raise
+        for hook in self.on_create:
+            hook(clip)
         if clip.complete:
             for hook in self.on_complete:
                 hook(clip)
@@ -106,6 +115,7 @@ class ClipService:
         name: str | None,
         private: bool,
     ) -> Clip:
+        """The clip's manifest, segment-aligned; not yet in the store."""
         store = self.store
         now = store.clock()
         stream = await store.stream(stream_id)
@@ -167,7 +177,7 @@ class ClipService:
             completed_at=None if growing else now,
             spread=round(spread, 3),
         )
-        return await store.add_clip(clip)
+        return clip
 
     async def _align(
         self, stream_id: str, ladder: list[RenditionInfo], cuts: list[list[SegmentRef]]

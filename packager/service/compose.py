@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from packager.clock import Clock
 from packager.config import Config
 from packager.service.clips import ClipService
+from packager.service.frames import FrameCuts
 from packager.service.ingest import Ingest
 from packager.service.mp4 import Mp4Builds
 from packager.service.playlists import Playlists
@@ -27,6 +28,7 @@ class Services:
     clips: ClipService
     mp4: Mp4Builds
     playlists: Playlists
+    frames: FrameCuts
     timers: Timers
     videos: VideoLibrary
     saver: VideoSaver
@@ -52,7 +54,8 @@ def build_services(
         store, config.dvr_duration, config.ingest_key, anonymous=config.anonymous_ingest
     )
     clips = ClipService(store, config.dvr_duration)
-    mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes)
+    frames = FrameCuts(store)
+    mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes, frames)
     playlists = Playlists(store)
     timers = Timers(store)
     videos = VideoLibrary(config.data_dir)
@@ -62,4 +65,5 @@ def build_services(
         complete.append(saver.on_complete)
     timers.on_expire.append(mp4.forget)
     timers.on_expire.append(playlists.forget)
-    return Services(config, store, ingest, clips, mp4, playlists, timers, videos, saver)
+    timers.on_expire.append(frames.forget)
+    return Services(config, store, ingest, clips, mp4, playlists, frames, timers, videos, saver)
