@@ -56,13 +56,17 @@ def build_services(
     clips = ClipService(store, config.dvr_duration)
     frames = FrameCuts(store)
     mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes, frames)
-    playlists = Playlists(store)
+    playlists = Playlists(store, frames)
     timers = Timers(store)
     videos = VideoLibrary(config.data_dir)
     saver = VideoSaver(store, videos, mp4)
     for complete in (ingest.on_complete, clips.on_complete, timers.on_complete):
         complete.append(mp4.prebuild)
         complete.append(saver.on_complete)
+    # A frame-accurate clip's re-encodes start when it is cut, and when its tail arrives.
+    clips.on_create.append(frames.start)
+    for complete in (ingest.on_complete, timers.on_complete):
+        complete.append(frames.start)
     timers.on_expire.append(mp4.forget)
     timers.on_expire.append(playlists.forget)
     timers.on_expire.append(frames.forget)

@@ -210,3 +210,30 @@ def test_the_mp4s_audio_is_in_step_with_its_video(
     offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
     assert len(offsets) == 4
     assert max(map(abs, offsets)) <= AAC_FRAME
+
+
+# ---- HLS: the partial GOPs re-encoded, the rest copied --------------------------------------
+
+
+@pytest.mark.parametrize(("first", "count"), CUTS)
+@pytest.mark.parametrize("rendition", RENDITIONS)
+def test_the_hls_shows_exactly_the_frames_asked_for(
+    numbered: Numbered, ffmpeg_exe: str, first: int, count: int, rendition: str
+) -> None:
+    clip = numbered.clip(start=numbered.at(first), duration=count / FPS, frame_accurate=True)
+    url = numbered.url(clip, f"{rendition}.m3u8")
+    assert frame_numbers(ffmpeg_exe, url) == list(range(first, first + count))
+
+
+@pytest.mark.parametrize("rendition", RENDITIONS)
+def test_the_hls_audio_is_in_step_with_its_video(
+    numbered: Numbered, ffmpeg_exe: str, rendition: str
+) -> None:
+    """Audio is cut to whole AAC frames where the video is: within one frame of it."""
+    clip = numbered.clip(start=numbered.at(47), duration=3.5, frame_accurate=True)
+    url = numbered.url(clip, f"{rendition}.m3u8")
+    starts = stream_starts(ffmpeg_exe, url)
+    assert abs(starts.video_after_audio) <= AAC_FRAME
+    offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
+    assert len(offsets) == 4
+    assert max(map(abs, offsets)) <= AAC_FRAME
