@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from packager.media import boxes
 from packager.media.boxwriter import TrackFragment, media_segment
@@ -63,12 +63,16 @@ class Piece:
     start: float  # wall clock of its first frame (EXT-X-PROGRAM-DATE-TIME)
     duration: float  # seconds it shows (EXTINF)
     # ENCODED: the decoded frames to keep (display order over the parts' video samples), their
-    # composition times in the source (ticks, display order), where the last stops showing, and
-    # the composition offset given to each so that decode times run on from the neighbours'.
+    # composition times in the source (ticks, display order), and where the last stops showing.
+    # Re-encoded without B-frames, they are decoded when shown (no composition offset): at a
+    # discontinuity hls.js places the earliest decode time of any track where the one before
+    # ends, so a delay there would be a hole in the picture for the player to stall in.
     frames: tuple[int, int] = (0, 0)
     pts: tuple[int, ...] = ()
     end: int = 0
-    delay: int = 0
+    # ...but their decode times end by where the next piece's begin (its B-frame delay before
+    # its first frame), so that decode times never go back, which ffmpeg's HLS reader needs.
+    decode_end: int | None = None
 
     @property
     def segment(self) -> int:
@@ -102,13 +106,15 @@ def regions(refs: Sequence[SegmentRef], found: Window, key_segment: int) -> list
     """The runs of segments [a, b] whose pieces need their frames looked at: from the first
     shown frame's keyframe to the end of its GOP, and the last shown frame's GOP; the segments
     between them are served as they are. GOPs run on into segments that do not start with a
-    keyframe."""
+    keyframe. The last GOP's run takes the segment before it too: audio the encoder put in the
+    last GOP's segment but that plays before a re-encoded GOP's first frame goes there."""
     head_end = found.head_segment
     while head_end < found.tail_segment and not refs[head_end + 1].keyframe:
         head_end += 1
     tail_start = found.tail_segment
     while tail_start > key_segment and not refs[tail_start].keyframe:
         tail_start -= 1
+    tail_start = max(key_segment, tail_start - 1)
     if tail_start <= head_end + 1:
         return [(key_segment, found.tail_segment)]
     return [(key_segment, head_end), (tail_start, found.tail_segment)]
@@ -173,12 +179,46 @@ def _region(
     cut_end = b == found.tail_segment and found.tail != last_seg.end
     starts = [_unit_start(kind, fs, times) for kind, fs in units]
     audio = _audio(times, a, b)
+    # Where each unit's audio ends: at a unit that is a stored segment's own start and the end
+    # of the one before, the encoder's split (by segment); anywhere else, by time.
+    bounds: list[tuple[int | None, float | None]] = []
+    for n in range(len(units) - 1):
+        (kind, fs), (next_kind, next_fs) = units[n], units[n + 1]
+        natural = (
+            kind == next_kind == "copy"
+            and fs[-1].segment != next_fs[0].segment
+            and fs[-1].index == times[fs[-1].segment].main.count - 1
+            and next_fs[0].index == 0
+        )
+        bounds.append((next_fs[0].segment, None) if natural else (None, starts[n + 1]))
+    end = _wall_end(units[-1][1], times) if cut_end else None
+    bounds.append((None, end))
     pieces = []
-    for n, ((kind, fs), begin) in enumerate(zip(units, starts, strict=True)):
-        lo = begin if n > 0 or cut_start else None
-        hi = starts[n + 1] if n + 1 < len(units) else (_wall_end(fs, times) if cut_end else None)
-        picked = [x for x in audio if _takes(x[2], x[3], lo, hi)]
-        pieces.append(_piece(kind, fs, picked, times, refs))
+    taken = 0
+    for n, (kind, fs) in enumerate(units):
+        lo = starts[0] if n == 0 and cut_start else None
+        until_segment, until = bounds[n]
+        picked = []
+        while taken < len(audio):
+            seg, _, start, duration = audio[taken]
+            if lo is not None and start < lo - duration / 2:
+                taken += 1  # before the clip's first frame
+                continue
+            if until_segment is not None and seg >= until_segment:
+                break
+            if until is not None and start >= until - duration / 2:
+                break
+            picked.append(audio[taken])
+            taken += 1
+        if n + 1 < len(units):
+            after = units[n + 1][1][0]
+            decode_next: int | None = times[after.segment].main.decode[after.index]
+        elif b < found.tail_segment:
+            main = times[b].main
+            decode_next = main.decode[-1] + main.durations[-1]
+        else:
+            decode_next = None
+        pieces.append(_piece(kind, fs, picked, times, refs, decode_next))
     return pieces
 
 
@@ -210,13 +250,6 @@ def _audio(
     return out
 
 
-def _takes(start: float, duration: float, lo: float | None, hi: float | None) -> bool:
-    """An audio frame belongs to [lo, hi) if it starts at most half a frame before lo and more
-    than half a frame before hi (None: the source's own split)."""
-    half = duration / 2
-    return (lo is None or start >= lo - half) and (hi is None or start < hi - half)
-
-
 def _ranges(picked: Sequence[tuple[int, int]]) -> dict[int, tuple[int, int]]:
     out: dict[int, tuple[int, int]] = {}
     for seg, k in picked:
@@ -231,6 +264,7 @@ def _piece(
     audio: list[tuple[int, int, float, float]],
     times: Mapping[int, SegmentTimes],
     refs: Sequence[SegmentRef],
+    decode_next: int | None,
 ) -> Piece:
     shown = sorted((f for f in fs if f.shown), key=lambda f: _wall(f, times))
     start = _wall(shown[0], times)
@@ -245,17 +279,15 @@ def _piece(
     segs = sorted(set(video) | set(sound))
     parts = tuple(Part(s, video.get(s, (0, 0)), sound.get(s, (0, 0))) for s in segs)
     if kind == "copy":
-        (part,) = parts
-        seg = times[part.segment]
-        whole_audio = seg.audio is None or part.audio == (0, seg.audio.count)
-        if part.video == (0, seg.main.count) and whole_audio:
-            return _source(refs[part.segment], part.segment)
+        seg = times[parts[0].segment]
+        whole_audio = seg.audio is None or parts[0].audio == (0, seg.audio.count)
+        if len(parts) == 1 and parts[0].video == (0, seg.main.count) and whole_audio:
+            return _source(refs[parts[0].segment], parts[0].segment)
         return Piece(PieceKind.KEPT, parts, start, duration)
     # Re-encoded: the decoder is fed the GOP's samples up to the last one a shown frame needs.
     needed = max(fs.index(f) for f in shown) + 1
     fed = sorted(fs[:needed], key=lambda f: (f.segment, f.composition))
     first = fed.index(shown[0])
-    delay = fs[0].composition - times[fs[0].segment].main.decode[fs[0].index]
     video_parts: dict[int, tuple[int, int]] = {}
     for f in fs[:needed]:
         lo, hi = video_parts.get(f.segment, (f.index, f.index))
@@ -270,7 +302,7 @@ def _piece(
         frames=(first, first + len(shown)),
         pts=tuple(f.composition for f in shown),
         end=shown[-1].until,
-        delay=delay,
+        decode_end=decode_next,
     )
 
 
@@ -302,13 +334,11 @@ def _fragment(source: Source, samples: TrackSamples, lo: int, hi: int) -> TrackF
     )
 
 
-def kept_segment(piece: Piece, source: Source, sequence: int) -> bytes:
-    """A KEPT piece: a new fragment of the stored segment's kept samples, bytes unchanged."""
-    (part,) = piece.parts
-    tracks = [_fragment(source, source.video, *part.video)]
-    if source.audio is not None and part.audio[1] > part.audio[0]:
-        tracks.append(_fragment(source, source.audio, *part.audio))
-    return media_segment(sequence, tracks)
+def kept_segment(piece: Piece, sources: Sequence[Source], sequence: int) -> bytes:
+    """A KEPT piece: a new fragment of the stored segments' kept samples, bytes unchanged
+    (`sources` are its parts' segments)."""
+    tracks = [_joined(sources, piece.parts, video=True), _joined(sources, piece.parts, video=False)]
+    return media_segment(sequence, [t for t in tracks if t is not None])
 
 
 def _joined(sources: Sequence[Source], parts: Sequence[Part], video: bool) -> TrackFragment | None:
@@ -357,17 +387,21 @@ def encoded_segment(
     video_track = sources[0].init.main
     stsd = merge_avc_configs(encoded_init.main.stsd, video_track.stsd)
     init = replace_sample_description(sources[0].init.data, video_track.track_id, stsd)
-    times = [*piece.pts, piece.end]
-    durations = [b - a for a, b in pairwise(times)]
+    durations = decode_durations(piece)
     view = memoryview(encoded_data)
     tracks = [
         TrackFragment(
             track_id=video_track.track_id,
-            base_decode_time=piece.pts[0] - piece.delay,
+            base_decode_time=piece.pts[0],
             durations=durations,
             sizes=encoded.sizes,
             sync=encoded.sync,
-            cts_offsets=[piece.delay] * count,
+            cts_offsets=[
+                pts - dts
+                for pts, dts in zip(
+                    piece.pts, accumulate(durations, initial=piece.pts[0]), strict=False
+                )
+            ],
             data=b"".join(
                 view[o : o + s] for o, s in zip(encoded.offsets, encoded.sizes, strict=True)
             ),
@@ -380,6 +414,24 @@ def encoded_segment(
 
 
 _PATH = (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd")
+
+
+def decode_durations(piece: Piece) -> list[int]:
+    """An ENCODED piece's sample durations: its frames are decoded from when the first is shown,
+    at the pace they are shown, but faster if the next piece's decode times begin before this
+    piece is over (each frame keeps at least one tick, and is never decoded after it is shown)."""
+    shown = [b - a for a, b in pairwise([*piece.pts, piece.end])]
+    if piece.decode_end is None:
+        return shown
+    excess = piece.pts[0] + sum(shown) - piece.decode_end
+    durations = list(shown)
+    for k in range(len(durations) - 1, -1, -1):  # the last first: earlier frames stay in step
+        if excess <= 0:
+            break
+        cut = min(excess, durations[k] - 1)
+        durations[k] -= cut
+        excess -= cut
+    return durations
 
 
 def replace_sample_description(init: bytes, track_id: int, stsd: bytes) -> bytes:

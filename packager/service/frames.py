@@ -152,7 +152,8 @@ class FrameCuts:
         if piece.kind is PieceKind.SOURCE:
             return await self.store.segment_data(ref.key)
         if piece.kind is PieceKind.KEPT:
-            return kept_segment(piece, await self._source(ref), ref.key.seq + 1)
+            parts = [await self._source(cr.segments[part.segment]) for part in piece.parts]
+            return kept_segment(piece, parts, ref.key.seq + 1)
         _, segment = await self._encoded(clip, cr, pieces, index)
         return segment
 
