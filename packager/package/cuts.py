@@ -18,9 +18,10 @@ is `ENCODED`. Video keeps the source's timestamps everywhere: a re-encoded frame
 exactly when the source's was, and its decode times continue those of its neighbours.
 
 Audio is cut to whole AAC frames where the video is cut (at most half a frame, 10.7 ms, off,
-and never more than one, 21.3 ms): at the clip's first frame, its last, and between a
-re-encoded piece and its neighbours; where a piece ends on the source segment's own end the
-encoder's own split stays.
+and never more than one, 21.3 ms): at the clip's first frame, at its last when that is inside
+a segment, and between a re-encoded piece and its neighbours. Between stored segments, and at
+a clip's end on a segment's own end, the encoder's own split stays: a growing clip's last
+segment so far is served as it is, and stays so when the next arrives.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def plan(
     for k, (a, b) in enumerate(runs):
         if k > 0:
             pieces += [_source(refs[i], i) for i in range(runs[k - 1][1] + 1, a)]
-        pieces += _region(refs, times, found, a, b)
+        pieces += _region(refs, times, found, a, b, clip_start=k == 0)
     return pieces
 
 
@@ -148,6 +149,7 @@ def _region(
     found: Window,
     a: int,
     b: int,
+    clip_start: bool,
 ) -> list[Piece]:
     frames = [f for i in range(a, b + 1) for f in _frames(i, times[i], found)]
     # GOPs in decode order; a segment that does not start with a keyframe continues the last.
@@ -171,10 +173,7 @@ def _region(
                     units.append(("copy", [f]))
         else:
             units.append(("encode", gop))
-    # Audio goes where its frame starts, at most half a frame early, at cuts; the encoder's own
-    # split stays at a region's ends that are a segment's own.
-    first_kept = next(f for f in frames if f.shown)
-    cut_start = first_kept.segment != a or first_kept.composition != times[a].earliest
+    # Audio goes where its frame starts, at most half a frame early, at cuts (see above).
     last_seg = times[b]
     cut_end = b == found.tail_segment and found.tail != last_seg.end
     starts = [_unit_start(kind, fs, times) for kind, fs in units]
@@ -196,7 +195,7 @@ def _region(
     pieces = []
     taken = 0
     for n, (kind, fs) in enumerate(units):
-        lo = starts[0] if n == 0 and cut_start else None
+        lo = starts[0] if n == 0 and clip_start else None
         until_segment, until = bounds[n]
         picked = []
         while taken < len(audio):

@@ -65,7 +65,8 @@ class Encoder:
         self.exe: str = imageio_ffmpeg.get_ffmpeg_exe()
         self.jobs = jobs or max(1, os.cpu_count() or 1)
         self.preset = preset
-        self._slots = asyncio.Semaphore(self.jobs)
+        # At most `jobs` encodes at once, first come first served.
+        self.slots = asyncio.Semaphore(self.jobs)
 
     def command(
         self, track: Track, frames: tuple[int, int], bitrate: int, parameter_set_id: int = 0
@@ -98,7 +99,7 @@ class Encoder:
     ) -> Encoded:
         """Frames [a, b) (display order) of what `source` decodes to, encoded as `track` is."""
         cmd = self.command(track, frames, bitrate, parameter_set_id)
-        async with self._slots:
+        async with self.slots:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 stdin=asyncio.subprocess.PIPE,
