@@ -107,15 +107,13 @@ def regions(refs: Sequence[SegmentRef], found: Window, key_segment: int) -> list
     """The runs of segments [a, b] whose pieces need their frames looked at: from the first
     shown frame's keyframe to the end of its GOP, and the last shown frame's GOP; the segments
     between them are served as they are. GOPs run on into segments that do not start with a
-    keyframe. The last GOP's run takes the segment before it too: audio the encoder put in the
-    last GOP's segment but that plays before a re-encoded GOP's first frame goes there."""
+    keyframe."""
     head_end = found.head_segment
     while head_end < found.tail_segment and not refs[head_end + 1].keyframe:
         head_end += 1
     tail_start = found.tail_segment
     while tail_start > key_segment and not refs[tail_start].keyframe:
         tail_start -= 1
-    tail_start = max(key_segment, tail_start - 1)
     if tail_start <= head_end + 1:
         return [(key_segment, found.tail_segment)]
     return [(key_segment, head_end), (tail_start, found.tail_segment)]
@@ -178,18 +176,17 @@ def _region(
     cut_end = b == found.tail_segment and found.tail != last_seg.end
     starts = [_unit_start(kind, fs, times) for kind, fs in units]
     audio = _audio(times, a, b)
-    # Where each unit's audio ends: at a unit that is a stored segment's own start and the end
-    # of the one before, the encoder's split (by segment); anywhere else, by time.
+    # Where each unit's audio ends: where the next begins, by time, inside a segment; at a
+    # segment's end, with that segment's own audio (the encoder's split). So audio never moves
+    # between stored segments, and a piece, once listed, does not change when later segments
+    # arrive (a growing clip's playlist is only appended to).
     bounds: list[tuple[int | None, float | None]] = []
     for n in range(len(units) - 1):
-        (kind, fs), (next_kind, next_fs) = units[n], units[n + 1]
-        natural = (
-            kind == next_kind == "copy"
-            and fs[-1].segment != next_fs[0].segment
-            and fs[-1].index == times[fs[-1].segment].main.count - 1
-            and next_fs[0].index == 0
-        )
-        bounds.append((next_fs[0].segment, None) if natural else (None, starts[n + 1]))
+        last, following = units[n][1][-1], units[n + 1][1][0]
+        if last.segment != following.segment:
+            bounds.append((following.segment, None))
+        else:
+            bounds.append((None, starts[n + 1]))
     end = _wall_end(units[-1][1], times) if cut_end else None
     bounds.append((None, end))
     pieces = []
@@ -211,12 +208,10 @@ def _region(
             taken += 1
         if n + 1 < len(units):
             after = units[n + 1][1][0]
-            decode_next: int | None = times[after.segment].main.decode[after.index]
-        elif b < found.tail_segment:
+            decode_next = times[after.segment].main.decode[after.index]
+        else:  # where the next segment's decode times begin, whether or not it is there yet
             main = times[b].main
             decode_next = main.decode[-1] + main.durations[-1]
-        else:
-            decode_next = None
         pieces.append(_piece(kind, fs, picked, times, refs, decode_next))
     return pieces
 
@@ -263,7 +258,7 @@ def _piece(
     audio: list[tuple[int, int, float, float]],
     times: Mapping[int, SegmentTimes],
     refs: Sequence[SegmentRef],
-    decode_next: int | None,
+    decode_next: int,
 ) -> Piece:
     shown = sorted((f for f in fs if f.shown), key=lambda f: _wall(f, times))
     start = _wall(shown[0], times)

@@ -188,7 +188,8 @@ class FrameCuts:
         key = (clip.id, cr.name, index)
         job = self._jobs.get(key)
         if job is None:
-            job = asyncio.get_running_loop().create_task(self._encode(clip, cr, pieces[index]))
+            work = self._encode(clip, cr, pieces[index], index)
+            job = asyncio.get_running_loop().create_task(work)
             self._jobs[key] = job
             job.add_done_callback(lambda done: self._done(key, done))
         return job
@@ -200,7 +201,9 @@ class FrameCuts:
         if not job.cancelled() and job.exception() is not None:
             log.error("re-encoding %s failed: %s", key, job.exception())
 
-    async def _encode(self, clip: Clip, cr: ClipRendition, piece: Piece) -> tuple[bytes, bytes]:
+    async def _encode(
+        self, clip: Clip, cr: ClipRendition, piece: Piece, index: int
+    ) -> tuple[bytes, bytes]:
         refs = [cr.segments[part.segment] for part in piece.parts]
         sources = [await self._source(ref) for ref in refs]
         first = refs[0]
@@ -218,7 +221,6 @@ class FrameCuts:
         made = encoded_segment(
             piece, sources, encoded.init, encoded.samples, encoded.data, first.key.seq + 1
         )
-        index = (await self.pieces(clip, cr)).index(piece)
         names = _names(cr, index)
         await self.store.put_clip_media(clip.id, names[0], made[0])
         await self.store.put_clip_media(clip.id, names[1], made[1])

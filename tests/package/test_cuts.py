@@ -105,7 +105,7 @@ def test_a_time_to_the_millisecond_names_the_frame_it_rounds_to() -> None:
 
 def test_cuts_inside_gops_re_encode_only_the_partial_gops() -> None:
     _, pieces = cut(45, 90)  # mid-GOP 0 to mid-GOP 2: the tail is a decode-order prefix
-    assert [p.kind for p in pieces] == [PieceKind.ENCODED, PieceKind.KEPT, PieceKind.KEPT]
+    assert [p.kind for p in pieces] == [PieceKind.ENCODED, PieceKind.SOURCE, PieceKind.KEPT]
     assert pieces[0].frames == (45, 60) and len(pieces[0].pts) == 15
     _, pieces = cut(0, 360)  # whole GOPs: only the audio before the first frame is left out
     assert [p.kind for p in pieces] == [PieceKind.KEPT] + [PieceKind.SOURCE] * 5
@@ -189,11 +189,29 @@ def test_re_encoded_frames_decode_in_order_and_no_later_than_shown() -> None:
                 assert decode[-1] + durations[-1] <= piece.decode_end
 
 
+@pytest.mark.parametrize("first", [45, 47, 60, 61])
+def test_a_growing_clips_pieces_never_change_as_segments_arrive(first: int) -> None:
+    """What a playlist listed while the clip grew is what it lists once complete."""
+    refs, times = refs_and_times()
+    t0, t1 = T0 + first / FPS, T0 + 10.5
+    durations = [r.duration for r in refs]
+    final = window(durations, times, t0, t1)
+    assert final is not None
+    complete = plan(refs, times, final, final.head_segment)
+    for arrived in range(2, 6):
+        so_far = {i: t for i, t in times.items() if i < arrived}
+        found = window(durations[:arrived], so_far, t0, t1)
+        assert found is not None
+        growing = plan(refs[:arrived], so_far, found, found.head_segment)
+        listed = [p for p in growing if refs[p.parts[-1].segment].end <= t1]
+        assert listed == complete[: len(listed)], arrived
+
+
 def test_the_regions_span_the_boundary_gops_only() -> None:
     refs, times = refs_and_times()
     found = window([2.0] * 6, times, T0 + 1.5, T0 + 11.5)
     assert found is not None
-    assert regions(refs, found, 0) == [(0, 0), (4, 5)]
+    assert regions(refs, found, 0) == [(0, 0), (5, 5)]
 
 
 # ---- init segments: a new decoder configuration in the source's init ----------------------
