@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Sequence
 from bench.context import Context, Section
 from bench.report import Report, log
 from bench.sections.churn import Churn
+from bench.sections.frame_accurate import FrameAccurate
 from bench.sections.memory import Memory
 from bench.sections.mixed import Mixed
 from bench.sections.mp4_ttfb import Mp4Ttfb
@@ -30,6 +31,7 @@ REGISTRY: tuple[type[Section], ...] = (
     Mp4VsFfmpeg,  # 3a
     Mixed,  # 5
     Mp4Ttfb,  # 3b: on the long DVR's own server, unless the main one is as long
+    FrameAccurate,  # 7: a server and a 1080p ladder of its own
     Churn,  # 4, second table: the last on the main server
     Memory,  # 4: renders the rows the others recorded, so it finishes last
 )
