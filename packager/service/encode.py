@@ -61,7 +61,9 @@ def codec_arguments(track: Track, parameter_set_id: int = 0) -> dict[str, str]:
 
 
 class Encoder:
-    def __init__(self, jobs: int | None = None, preset: str = "veryfast") -> None:
+    # superfast: a 2 s GOP of 1080p in 0.45 s of one core here, against 0.66 s for veryfast
+    # (ultrafast's 0.33 s turns CABAC and the deblocking filter off).
+    def __init__(self, jobs: int | None = None, preset: str = "superfast") -> None:
         self.exe: str = imageio_ffmpeg.get_ffmpeg_exe()
         self.jobs = jobs or max(1, os.cpu_count() or 1)
         self.preset = preset

@@ -241,14 +241,16 @@ class FrameCuts:
         task.add_done_callback(_log_failure)
 
     async def _start(self, clip: Clip) -> None:
-        for cr in clip.renditions:
+        """Every rendition's first re-encoded piece before any later one (a player needs the
+        first segments first), lowest rendition first; the encoder runs them in that order."""
+        queue: list[tuple[int, int, ClipRendition, list[Piece], int]] = []
+        for rank, cr in enumerate(clip.renditions):
             pieces = await self.pieces(clip, cr)
-            for index, piece in enumerate(pieces):
-                if piece.kind is not PieceKind.ENCODED:
-                    continue
-                name = _names(cr, index)[1]
-                if await self.store.clip_media(clip.id, name) is None:
-                    self._job(clip, cr, pieces, index)
+            encoded = [i for i, p in enumerate(pieces) if p.kind is PieceKind.ENCODED]
+            queue += [(order, rank, cr, pieces, i) for order, i in enumerate(encoded)]
+        for _, _, cr, pieces, index in sorted(queue, key=lambda item: item[:2]):
+            if await self.store.clip_media(clip.id, _names(cr, index)[1]) is None:
+                self._job(clip, cr, pieces, index)
 
     def forget(self, clip: Clip) -> None:
         """Hook: an expired clip's windows, pieces and unfinished re-encodes go with it."""
