@@ -92,7 +92,10 @@ async def create_clip(request: web.Request) -> web.Response:
         duration=(end_ms - start_ms) / 1000,
         start=start_ms / 1000,
         name=string(body, "name"),
-        frame_accurate=boolean(body, "frameAccurate", default=True),
+        # Frame-accurate as Livepeer's, where the video can be re-encoded for HLS.
+        frame_accurate=None
+        if body.get("frameAccurate") is None
+        else boolean(body, "frameAccurate"),
     )
     asset = await asset_view(clip, request)
     # 200, not 201: Livepeer's API answers 200 and its SDK takes nothing else.

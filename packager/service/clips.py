@@ -19,6 +19,7 @@ from packager.errors import (
     NothingInDvr,
     RangeNotInDvr,
 )
+from packager.service.encode import reencodable
 from packager.service.ingest import key_hash
 from packager.store.base import END_EPSILON, SegmentGone, Store
 from packager.store.model import (
@@ -84,8 +85,11 @@ class ClipService:
         vod_required: bool = False,
         name: str | None = None,
         private: bool = False,
-        frame_accurate: bool = False,
+        frame_accurate: bool | None = False,
     ) -> Clip:
+        """`frame_accurate` None: if the stream's video can be re-encoded for HLS (Livepeer's
+        default); True where it cannot is a 400 naming the field."""
+        frame_accurate = await self._frame_accurate(stream_id, frame_accurate)
         for attempt in range(CUT_ATTEMPTS):
             try:
                 clip = await self._cut(
@@ -104,6 +108,21 @@ class ClipService:
             for hook in self.on_complete:
                 hook(clip)
         return clip
+
+    async def _frame_accurate(self, stream_id: str, asked: bool | None) -> bool:
+        if asked is False:
+            return False
+        ladder = await self.store.ladder(stream_id)
+        unfit = [r.codecs for r in ladder if not reencodable(r.codecs)]
+        if not unfit:
+            return True
+        if asked is None:
+            return False
+        raise InvalidField(
+            "frame_accurate",
+            f"needs H.264 video (its partial GOPs are re-encoded for HLS); this stream's is "
+            f"{unfit[0]}",
+        )
 
     async def _cut(
         self,

@@ -39,6 +39,17 @@ class Encoded:
     data: bytes  # the fragment the samples' offsets point into
 
 
+_REENCODED = ("avc1", "avc3")  # video families this re-encodes
+_OTHER_VIDEO = ("hvc1", "hev1", "av01", "vp08", "vp09", "dvh1", "dvhe", "dva1", "dvav")
+
+
+def reencodable(codecs: str) -> bool:
+    """Whether a rendition's CODECS (RFC 6381, comma-separated) has video this can re-encode
+    (audio is only ever copied)."""
+    families = [c.strip().split(".", 1)[0] for c in codecs.split(",")]
+    return not any(f in _OTHER_VIDEO for f in families) and any(f in _REENCODED for f in families)
+
+
 def codec_arguments(track: Track, parameter_set_id: int = 0) -> dict[str, str]:
     """ffmpeg output options that make the rendition's codec, profile and level; ValueError for
     a codec this cannot re-encode. The new SPS/PPS take `parameter_set_id`, one the source's

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,70 @@ async def test_a_frame_accurate_vod_copy_is_the_frame_accurate_mp4(
     path = "/" + url.split("/", 3)[3]
     saved = str(numbered.client.make_url(path))
     assert await asyncio.to_thread(frame_numbers, ffmpeg_exe, saved) == list(range(47, 107))
+
+
+async def test_a_private_frame_accurate_clip_plays_through_its_signed_links(
+    aiohttp_client: AiohttpClient,
+    clock: ManualClock,
+    tmp_path: Path,
+    make_store: MakeStore,
+    ffmpeg_exe: str,
+) -> None:
+    service = await numbered_service(
+        aiohttp_client, clock, tmp_path, make_store, playback_secret="a-secret-of-ours"
+    )
+    clip = await service.clip(start=service.at(47), duration=2, frame_accurate=True, private=True)
+    resp = await service.client.get(service.path(clip, "media_1_180_seg0.m4s"))
+    assert resp.status == 403  # unsigned
+    query = clip["hls_master"].split("?", 1)[1]  # a link signs every file of its clip
+    assert "token=" in query
+    url = service.url(clip, f"media_1_180.m3u8?{query}")
+    assert await asyncio.to_thread(frame_numbers, ffmpeg_exe, url) == list(range(47, 107))
+
+
+def hevc_ladder(ffmpeg_exe: str, folder: Path) -> Path:
+    """Two 2 s HEVC segments from ffmpeg's HLS muxer (fMP4), one rendition."""
+    out = folder / "hevc"
+    (out / "0").mkdir(parents=True)
+
+    subprocess.run(
+        [
+            *(ffmpeg_exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=30"),
+            *("-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "4"),
+            *("-c:v", "libx265", "-x265-params", "log-level=error:keyint=60:min-keyint=60"),
+            *("-tag:v", "hvc1", "-c:a", "aac", "-f", "hls", "-hls_time", "2"),
+            *("-hls_segment_type", "fmp4", "-hls_playlist_type", "vod", "0/index.m3u8"),
+        ],
+        check=True,
+        cwd=out,
+    )
+    return out
+
+
+async def test_frame_accurate_needs_video_it_can_re_encode(
+    aiohttp_client: AiohttpClient,
+    clock: ManualClock,
+    tmp_path: Path,
+    make_store: MakeStore,
+    ffmpeg_exe: str,
+) -> None:
+    config = Config(api_keys=("test-key",), memory_budget=1 << 30, data_dir=tmp_path)
+    app = create_app(config, clock=clock, timers=False, store=make_store(1 << 30))
+    ladder = load_ladder(await asyncio.to_thread(hevc_ladder, ffmpeg_exe, tmp_path))
+    origin = await feed_past(DemoFeed(app[SERVICES].ingest, ladder, clock), clock, 2)
+    client = await aiohttp_client(app)
+    body = {"start": origin + 0.5, "duration": 2, "frame_accurate": True}
+    resp = await client.post("/streams/demo/clip_recording", json=body, headers=AUTH)
+    assert resp.status == 400
+    answer = await resp.json()
+    assert answer["field"] == "frame_accurate" and "hvc1" in answer["detail"]
+    # Livepeer's clips are frame-accurate where they can be: here, cut on segments instead.
+    start_ms = round((origin + 0.5) * 1000)
+    livepeer = {"playbackId": "demo", "startTime": start_ms, "endTime": start_ms + 2000}
+    resp = await client.post("/clip", json=livepeer, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    clip_id = (await resp.json())["asset"]["id"]
+    assert not (await app[SERVICES].store.clip("demo", clip_id)).frame_accurate
+    resp = await client.post("/clip", json={**livepeer, "frameAccurate": True}, headers=AUTH)
+    assert resp.status == 400
+    assert (await resp.json())["errors"]
