@@ -69,7 +69,7 @@ def test_nothing_touches_the_main_server_after_the_churn_starts(long_on_main: bo
 
 
 def test_every_section_name_is_a_choice_of_the_sections_flag() -> None:
-    assert names() == ["playlists", "segments", "mp4", "mixed", "memory"]
+    assert names() == ["playlists", "segments", "mp4", "mixed", "frames", "memory"]
     assert parse_args([]).sections == names()
     assert parse_args(["--sections", "mp4,memory"]).sections == ["mp4", "memory"]
     with pytest.raises(SystemExit):
