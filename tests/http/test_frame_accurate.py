@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import m3u8
 import pytest
 
 from packager.clock import ManualClock
@@ -237,3 +238,18 @@ def test_the_hls_audio_is_in_step_with_its_video(
     offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
     assert len(offsets) == 4
     assert max(map(abs, offsets)) <= AAC_FRAME
+
+
+def test_re_encoded_pieces_have_their_own_map_behind_discontinuities(numbered: Numbered) -> None:
+    clip = numbered.clip(start=numbered.at(47), duration=3, frame_accurate=True)
+    status, _, body = numbered.request("GET", f"/rec/demo/rec_{clip['id']}_media_1_180.m3u8")
+    assert status == 200
+    playlist = m3u8.loads(body.decode())
+    assert playlist.playlist_type == "vod" and playlist.is_endlist
+    segments = playlist.segments
+    # Frames 47..136: GOP 0's last 13 frames re-encoded, segment 1 whole, GOP 2 cut short.
+    maps = [s.init_section.uri for s in segments]
+    assert maps[0] != maps[1] and maps[1] == maps[-1]
+    assert [s.discontinuity for s in segments] == [False, True, False]
+    assert [round(s.duration, 6) for s in segments] == [round(13 / FPS, 6), 2.0, round(17 / FPS, 6)]
+    assert sum(s.duration for s in segments) == pytest.approx(3.0, abs=1e-6)
