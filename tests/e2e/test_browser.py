@@ -265,13 +265,17 @@ async def test_hls_js_plays_a_frame_accurate_clip_through_its_discontinuities_wi
     assert playing - opened < PLAY_TIMEOUT
 
 
-async def test_a_frame_accurate_mp4_lasts_exactly_its_duration_in_a_video_element(
+async def test_a_frame_accurate_mp4_lasts_its_duration_in_a_video_element(
     frame_accurate: dict[str, Any], page_origin: str, tmp_path: Path
 ) -> None:
+    """Exactly, or one frame more: where shown B-frames need a reference presented after the
+    end, the file keeps it (decoded, outside the edit) and Chromium, unlike ffmpeg, sometimes
+    plays it (a known gap: about one cut in two with a hidden frame at its end)."""
     clip = frame_accurate
+    duration = clip["duration_precise"]
     page = f"{page_origin}/player.html?mp4={urllib.parse.quote(clip['mp4_master'], safe='')}"
-    report, diagnostics = await _open(tmp_path, page, "r.ended", clip["duration_precise"] + 30)
+    report, diagnostics = await _open(tmp_path, page, "r.ended", duration + 30)
     assert report["mediaError"] is None, (report, diagnostics)
     assert report["ended"], (report, diagnostics)
-    assert report["duration"] == pytest.approx(clip["duration_precise"], abs=1 / 30), report
-    assert report["currentTime"] == pytest.approx(clip["duration_precise"], abs=1 / 30), report
+    assert duration - 0.002 <= report["duration"] <= duration + 1 / 30 + 0.002, report
+    assert duration - 0.002 <= report["currentTime"] <= duration + 1 / 30 + 0.002, report
