@@ -30,6 +30,10 @@ in sync exactly as the encoder made them: a track that starts later gets an empt
 that starts earlier (audio cut before the keyframe, AAC priming) is trimmed by its edit's
 media_time; the video's media_time is its composition delay (B-frames).
 
+A frame-accurate build (`Cut`) only moves that window: it starts at the first frame asked for
+and stops where the last one asked for stops showing (packager.package.frames says which, on
+the wall clock); the boundary segments lose what is neither shown nor needed to decode what is.
+
 Cost: O(segments), not O(samples). Each segment's share of the tables is prepared once, at
 ingest (packager.package.tables); a build joins those shares and fixes the boundaries. The
 timeline is computed with Fractions only where it must be (a track's first segment, a new init
