@@ -261,21 +261,24 @@ async def test_hls_js_plays_a_frame_accurate_clip_through_its_discontinuities_wi
     assert all(seconds <= 0.5 for _, seconds in report["stalls"]), report
     # The first frame is the audio's first AAC frame ahead at most (hls.js starts there).
     assert not report["errors"], report  # not even a hole skipped at a discontinuity
-    assert report["duration"] == pytest.approx(duration, abs=0.1), report
+    # hls.js places each discontinuity from its earliest decode time of any track, and its
+    # audio's edit list is ignored (the source's audio leads by its 45 ms empty edit): the
+    # media element may last up to a few AAC frames more than the frames shown.
+    assert duration - 0.05 <= report["duration"] <= duration + 0.15, report
     assert playing - opened < PLAY_TIMEOUT
 
 
 async def test_a_frame_accurate_mp4_lasts_its_duration_in_a_video_element(
     frame_accurate: dict[str, Any], page_origin: str, tmp_path: Path
 ) -> None:
-    """Exactly, or one frame more: where shown B-frames need a reference presented after the
-    end, the file keeps it (decoded, outside the edit) and Chromium, unlike ffmpeg, sometimes
-    plays it (a known gap: about one cut in two with a hidden frame at its end)."""
+    """Exactly, or up to two frames more: where shown B-frames need references presented after
+    the end, the file keeps them (decoded, outside the edit) and Chromium, unlike ffmpeg,
+    sometimes plays them (a known gap: about one cut in two)."""
     clip = frame_accurate
     duration = clip["duration_precise"]
     page = f"{page_origin}/player.html?mp4={urllib.parse.quote(clip['mp4_master'], safe='')}"
     report, diagnostics = await _open(tmp_path, page, "r.ended", duration + 30)
     assert report["mediaError"] is None, (report, diagnostics)
     assert report["ended"], (report, diagnostics)
-    assert duration - 0.002 <= report["duration"] <= duration + 1 / 30 + 0.002, report
-    assert duration - 0.002 <= report["currentTime"] <= duration + 1 / 30 + 0.002, report
+    assert duration - 0.002 <= report["duration"] <= duration + 2 / 30 + 0.002, report
+    assert duration - 0.002 <= report["currentTime"] <= duration + 2 / 30 + 0.002, report
