@@ -18,6 +18,7 @@ from bench.context import Context, Section
 from bench.report import Report, log
 from bench.sections.churn import Churn
 from bench.sections.efficiency import Efficiency
+from bench.sections.frame_accurate import FrameAccurate
 from bench.sections.ingest_cost import IngestCost
 from bench.sections.memory import Memory
 from bench.sections.mixed import Mixed
@@ -36,6 +37,7 @@ REGISTRY: tuple[type[Section], ...] = (
     Mp4Ttfb,  # 3b: on the long DVR's own server, unless the main one is as long
     ScaleOut,  # 6: servers of its own (a redis-server, packagers on it), while the churn waits
     IngestCost,  # 8: servers of its own (this tree's and a baseline commit's)
+    FrameAccurate,  # 9: a server and a 1080p ladder of its own
     Churn,  # 4, second table: the last on the main server
     Memory,  # 4: renders the rows the others recorded, so it finishes last
 )

@@ -142,16 +142,20 @@ def saved_video_id(clip: Clip, request: web.Request) -> int | None:
     return video.id if video is not None else None
 
 
-def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
-    start, duration = whole_seconds(clip.start, clip.duration)
+def clip_view(
+    clip: Clip, request: web.Request, shown: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """`shown`: (start, seconds) of what plays (FrameCuts.shown); else the clip's segments'."""
+    shown_start, shown_duration = shown or (clip.start, clip.duration)
+    start, duration = whole_seconds(shown_start, shown_duration)
     return {
         "id": clip.id,
         "stream_id": clip.stream_id,
         "created_at": iso(clip.created_at),
         "start": start,
         "duration": duration,
-        "start_precise": precise(clip.start),
-        "duration_precise": precise(clip.duration),
+        "start_precise": precise(shown_start),
+        "duration_precise": precise(shown_duration),
         "expiration": math.floor(clip.expiration),
         "renditions": [r.name for r in clip.renditions],
         "hls_master": clip_link(clip, request, names.playlist(clip.id)),
@@ -166,6 +170,7 @@ def clip_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "note": clip.note,
         "vod_error": clip.vod_error,
         "rendition_spread": clip.spread,
+        "frame_accurate": clip.frame_accurate,
     }
 
 
@@ -245,15 +250,18 @@ async def create_clip(request: web.Request) -> web.Response:
         vod_required=boolean(body, "vod_required"),
         private=private,
         name=string(body, "name"),
+        frame_accurate=boolean(body, "frame_accurate"),
     )
-    return json_response(clip_view(clip, request), status=201)
+    shown = await request.app[SERVICES].frames.shown(clip)
+    return json_response(clip_view(clip, request, shown), status=201)
 
 
 @gcore_route(routes, "GET", "/streams/{stream_id}/clip_recording")
 async def list_clips(request: web.Request) -> web.Response:
     authorize(request)
-    clips = await request.app[SERVICES].clips.clips(request.match_info["stream_id"])
-    return json_response([clip_view(c, request) for c in clips])
+    services = request.app[SERVICES]
+    clips = await services.clips.clips(request.match_info["stream_id"])
+    return json_response([clip_view(c, request, await services.frames.shown(c)) for c in clips])
 
 
 @routes.get("/stats")

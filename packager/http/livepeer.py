@@ -4,7 +4,8 @@ Served where Livepeer's SDK calls them: `GET /stream/{id}/clips` (and `/streams/
 and `POST /clip`, each also under `/api`, which its default server URL ends in, so pointing
 `server_url` at the packager with or without `/api` works. Its SDK takes only 200 from
 `POST /clip`. Errors on these paths carry Livepeer's `errors` list (packager.http.errors).
-Clips cut here are segment-aligned, like the rest, until frame-accurate cutting lands.
+Livepeer's clips are frame-accurate, so clips cut here are too, unless the body says
+`"frameAccurate": false`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from packager.errors import InvalidField
 from packager.http.api import H, authorize, clip_link, route_at
-from packager.http.jsonio import json_response, number, read_json_object, string
+from packager.http.jsonio import boolean, json_response, number, read_json_object, string
 from packager.http.keys import CONFIG, SERVICES
 from packager.http.videos import video_url
 from packager.package import names
@@ -44,6 +45,7 @@ async def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         status = {"phase": "failed", "errorMessage": clip.vod_error or "saving the VOD failed"}
     status["updatedAt"] = round(updated * 1000)
     init = await services.store.init(clip.reference.first_init)
+    _, duration = await services.frames.shown(clip)
     asset: dict[str, Any] = {
         "id": clip.id,
         "playbackId": clip.id,
@@ -54,7 +56,7 @@ async def asset_view(clip: Clip, request: web.Request) -> dict[str, Any]:
         "downloadUrl": clip_link(clip, request, names.mp4(clip.id)),
         "createdAt": round(clip.created_at * 1000),
         "status": status,
-        "videoSpec": video_spec(clip.reference, init, clip.duration),
+        "videoSpec": video_spec(clip.reference, init, duration),
     }
     if video is not None and video.intact and video.master is not None:
         # The durable copy: its size and hash, and a download that outlives the clip.
@@ -73,7 +75,8 @@ async def list_assets(request: web.Request) -> web.Response:
 
 @livepeer_route("POST", "/clip")
 async def create_clip(request: web.Request) -> web.Response:
-    """Livepeer's body: playbackId (our stream id), startTime and endTime in Unix ms, name."""
+    """Livepeer's body: playbackId (our stream id), startTime and endTime in Unix ms, name;
+    ours: frameAccurate (default true, as Livepeer cuts)."""
     authorize(request)
     body = await read_json_object(request, request.app[CONFIG].max_api_body)
     stream_id = string(body, "playbackId", max_len=64)
@@ -89,6 +92,10 @@ async def create_clip(request: web.Request) -> web.Response:
         duration=(end_ms - start_ms) / 1000,
         start=start_ms / 1000,
         name=string(body, "name"),
+        # Frame-accurate as Livepeer's, where the video can be re-encoded for HLS.
+        frame_accurate=None
+        if body.get("frameAccurate") is None
+        else boolean(body, "frameAccurate"),
     )
     asset = await asset_view(clip, request)
     # 200, not 201: Livepeer's API answers 200 and its SDK takes nothing else.

@@ -132,7 +132,14 @@ async def playback(request: web.Request) -> web.StreamResponse:
     if name.kind is Kind.PLAYLIST:
         return await _playlist(request, clip, name, query, link_expires)
     cr = rendition_of(clip, name.rendition)
-    store = request.app[SERVICES].store
+    services = request.app[SERVICES]
+    store = services.store
+    if clip.frame_accurate and name.kind is Kind.INIT:
+        data = await services.frames.init(clip, cr, name.index)
+        return _media(request, clip, data, "video/mp4", f"{cr.name}-init{name.index}")
+    if clip.frame_accurate and name.kind is Kind.SEGMENT:
+        data = await services.frames.segment(clip, cr, name.index)
+        return _media(request, clip, data, "video/iso.segment", f"{cr.name}-seg{name.index}")
     if name.kind is Kind.INIT:
         inits = cr.inits
         if name.index >= len(inits):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from packager.media.model import InitSegment
 from packager.package import names
+from packager.package.cuts import Piece, PieceKind
 from packager.store.model import Clip, ClipRendition, RenditionInfo, SegmentRef
 
 VERSION = 7  # EXT-X-MAP in a media playlist without I-FRAMES-ONLY needs >= 6
@@ -67,10 +68,15 @@ def _stream_inf(cr: ClipRendition, init: InitSegment) -> str:
     return "#EXT-X-STREAM-INF:" + ",".join(attrs)
 
 
-def media_playlist(clip: Clip, cr: ClipRendition, query: str = "") -> str:
+def media_playlist(
+    clip: Clip, cr: ClipRendition, query: str = "", pieces: Sequence[Piece] | None = None
+) -> str:
     """A clip complete when cut is VOD; one cut while growing is EVENT for its whole life, so
     every later version of it begins with every line of the earlier ones, and gets ENDLIST
-    once complete. Players start at its first frame (EXT-X-START), not near its live edge."""
+    once complete. Players start at its first frame (EXT-X-START), not near its live edge.
+    A frame-accurate clip lists its `pieces` (packager.package.cuts) instead of its segments."""
+    if pieces is not None:
+        return _pieces_playlist(clip, cr, pieces, query)
     segs = cr.segments
     if clip.event:
         target = cr.target_duration
@@ -172,4 +178,54 @@ def live_media_playlist(
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.start)}")
         lines.append(f"#EXTINF:{seg.duration:.6f},")
         lines.append(names.live_segment(rendition, seg.key.seq) + _q(query))
+    return "\n".join(lines) + "\n"
+
+
+def _header(clip: Clip, target: int) -> list[str]:
+    return [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VERSION}",
+        f"#EXT-X-TARGETDURATION:{max(1, target)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        f"#EXT-X-PLAYLIST-TYPE:{'EVENT' if clip.event else 'VOD'}",
+        "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES",
+    ]
+
+
+def _pieces_playlist(clip: Clip, cr: ClipRendition, pieces: Sequence[Piece], query: str) -> str:
+    """A frame-accurate rendition: a re-encoded piece has its own init (EXT-X-MAP) and new
+    parameter sets, so EXT-X-DISCONTINUITY sets it apart (RFC 8216 §4.3.2.3); between stored
+    segments, the source's own discontinuities stay."""
+    segs = cr.segments
+    if clip.event:
+        target = cr.target_duration
+    else:
+        target = max((math.ceil(p.duration - 1e-3) for p in pieces), default=2)
+    lines = _header(clip, target)
+    if _independent(clip):  # every piece starts with a keyframe, as its source segment did
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    inits: list[str] = []
+    current = None
+    for i, piece in enumerate(pieces):
+        encoded = piece.kind is PieceKind.ENCODED
+        init_id = f"encoded-{i}" if encoded else segs[piece.segment].init_id
+        if i > 0:
+            before = pieces[i - 1]
+            seg, prev = segs[piece.segment], segs[before.segment]
+            restart = piece.segment != before.segment and (
+                seg.discontinuity or seg.key.seq != prev.key.seq + 1
+            )
+            if encoded or before.kind is PieceKind.ENCODED or restart:
+                lines.append("#EXT-X-DISCONTINUITY")
+        if init_id != current:
+            if init_id not in inits:
+                inits.append(init_id)
+            current = init_id
+            uri = names.init(clip.id, cr.name, inits.index(init_id)) + _q(query)
+            lines.append(f'#EXT-X-MAP:URI="{uri}"')
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(piece.start)}")
+        lines.append(f"#EXTINF:{piece.duration:.6f},")
+        lines.append(names.segment(clip.id, cr.name, i) + _q(query))
+    if clip.complete:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"

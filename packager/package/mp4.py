@@ -30,6 +30,10 @@ in sync exactly as the encoder made them: a track that starts later gets an empt
 that starts earlier (audio cut before the keyframe, AAC priming) is trimmed by its edit's
 media_time; the video's media_time is its composition delay (B-frames).
 
+A frame-accurate build (`Cut`) only moves that window: it starts at the first frame asked for
+and stops where the last one asked for stops showing (packager.package.frames says which, on
+the wall clock); the boundary segments lose what is neither shown nor needed to decode what is.
+
 Cost: O(segments), not O(samples). Each segment's share of the tables is prepared once, at
 ingest (packager.package.tables); a build joins those shares and fixes the boundaries. The
 timeline is computed with Fractions only where it must be (a track's first segment, a new init
@@ -57,6 +61,7 @@ from typing import Protocol
 
 from packager.media import boxes, boxwriter
 from packager.media.model import InitSegment, SegmentMedia, Track
+from packager.package.frames import edit_offset, presentation, track_times
 from packager.package.tables import (
     JoinedTables,
     PreparedSegment,
@@ -66,6 +71,7 @@ from packager.package.tables import (
     place_chunks,
     prepare_segment,
     reencode,
+    restrict,
     trim,
 )
 
@@ -380,7 +386,7 @@ class _Track:
         """Where the track's first segment in the clip is shown, in the clip's timeline."""
         dts = samples.base_decode_time
         composition = dts + samples.composition_start
-        empty, media_time = _edit_offset(source, init.movie_timescale)
+        empty, media_time = edit_offset(source, init.movie_timescale)
         self.first_shown = empty + Fraction(composition - media_time, source.timescale) + shift
         # Here the first sample decodes at 0: its composition time is the same distance on.
         self.first_composition = round(
@@ -414,21 +420,10 @@ class _Track:
         )
 
 
-def _edit_offset(track: Track, movie_timescale: int) -> tuple[Fraction, int]:
-    """(seconds of empty edits before the media, media time shown then) from the init's elst."""
-    empty = 0
-    for edit in track.edits:
-        if edit.media_time == -1:
-            empty += edit.duration
-        else:
-            return Fraction(empty, movie_timescale), edit.media_time
-    return Fraction(empty, movie_timescale), 0
-
-
 def _decode_begin(base_decode_time: int, source: Track, init: InitSegment) -> Fraction:
     """When the first sample decodes, in seconds of the source's presentation timeline (the
     init's edit list applied), so that tracks can be compared with one another."""
-    empty, media_time = _edit_offset(source, init.movie_timescale)
+    empty, media_time = edit_offset(source, init.movie_timescale)
     return empty + Fraction(base_decode_time - media_time, source.timescale)
 
 
@@ -472,6 +467,9 @@ class _Clip:
         # Per segment: its key, its pieces' starts and lengths (little-endian int64).
         self.layout: list[tuple[Hashable, bytes, bytes]] = []
         self.payload = 0
+        # A frame-accurate cut's presentation window, on this clip's timeline (seconds).
+        self.window_start: Fraction | None = None
+        self.window_end: Fraction | None = None
 
     def plan(self, init: InitSegment, prepared: PreparedSegment) -> _Plan:
         key = (id(init), prepared.track_ids)
@@ -619,6 +617,8 @@ class _Clip:
         movie_timescale = main.track.timescale
         window_start = main.first_shown
         window_end = window_start + Fraction(main.tables.duration, main.track.timescale)
+        if self.window_start is not None and self.window_end is not None:
+            window_start, window_end = self.window_start, self.window_end
         tables = [
             table
             for b in self.tracks
@@ -660,10 +660,26 @@ class StoredSegment(Protocol):
     def media(self) -> SegmentMedia: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A frame-accurate build (packager.package.frames.Window): presentation starts at main
+    composition time `head` of segment `head_segment` (an index into the segments built, the
+    first of which holds that frame's keyframe) and stops at composition time `tail` of the last
+    segment. Nothing is re-encoded: the edit list starts at that frame, and the frames before
+    it, from its keyframe on, are decoded but not shown."""
+
+    head_segment: int
+    head: int
+    tail: int
+
+
 def build_layout(
-    segments: Sequence[LayoutSegment] | Sequence[StoredSegment], created: float = 0.0
+    segments: Sequence[LayoutSegment] | Sequence[StoredSegment],
+    created: float = 0.0,
+    cut: Cut | None = None,
 ) -> Mp4Layout:
-    """The progressive MP4 of one rendition's segments; `created` (unix seconds) goes in mvhd.
+    """The progressive MP4 of one rendition's segments; `created` (unix seconds) goes in mvhd;
+    with `cut`, frame-accurate (see Cut).
 
     Compatibility: stored segments (with `data`, `init`, `media`) are prepared here, O(samples),
     and keyed by views of their own bytes, so `iter_range` needs no reader. Callers that pass
@@ -677,7 +693,65 @@ def build_layout(
         else LayoutSegment(memoryview(s.data), s.init, prepare_segment(s.init, s.media))
         for s in segments
     ]
+    if cut is not None:
+        ready = _trim_for_cut(ready, cut)
     clip = _Clip(ready[0].init)
-    for seg in ready:
+    last = len(ready) - 1
+    for k, seg in enumerate(ready):
         clip.add(seg)
+        if cut is not None and k == cut.head_segment:
+            clip.window_start = presentation(seg.init.main, seg.init, cut.head) + clip.shift
+        if cut is not None and k == last:
+            clip.window_end = presentation(seg.init.main, seg.init, cut.tail) + clip.shift
     return clip.mp4(created)
+
+
+def _trim_for_cut(segments: list[LayoutSegment], cut: Cut) -> list[LayoutSegment]:
+    """Drop what a frame-accurate cut neither shows nor needs: main samples before the keyframe
+    of the first shown frame, and after the last one a shown frame needs in decode order (a
+    B-frame's later reference stays, hidden by the edit); audio frames that end more than one
+    frame (the decoder's pre-roll) before the first shown frame, or start at its end or later."""
+    if not 0 <= cut.head_segment < len(segments):
+        raise ValueError(f"cut.head_segment {cut.head_segment} is not one of the segments")
+    last = len(segments) - 1
+    keeps: dict[int, dict[int, tuple[int, int]]] = {}
+    for k in {0, last}:
+        seg = segments[k]
+        init, by_id = seg.init, {t.track_id: t for t in seg.prepared.tracks}
+        main = init.main
+        if main.track_id not in by_id:
+            raise ValueError("a cut's boundary segment holds no sample of its main track")
+        times = track_times(main, init, by_id[main.track_id], Fraction(0))
+        lo, hi = 0, times.count
+        head_here = k == cut.head_segment
+        if k == 0:
+            at = times.composition.index(cut.head) if head_here else times.count - 1
+            lo = max((i for i in range(at + 1) if times.sync[i]), default=0)
+        if k == last:
+            shown = [
+                i
+                for i, c in enumerate(times.composition)
+                if c < cut.tail and (not head_here or c >= cut.head)
+            ]
+            if not shown:
+                raise ValueError("a cut shows no frame of its last segment")
+            hi = max(shown) + 1
+        keep = {main.track_id: (lo, hi)}
+        audio = init.audio
+        if audio is not None and audio is not main and audio.track_id in by_id:
+            sound = track_times(audio, init, by_id[audio.track_id], Fraction(0))
+            a_lo, a_hi = 0, sound.count
+            if head_here:
+                begin = presentation(main, init, cut.head)
+                ends = [sound.at(d + n) for d, n in zip(sound.decode, sound.durations, strict=True)]
+                a_lo = max(0, next((i for i, e in enumerate(ends) if e > begin), sound.count) - 1)
+            if k == last:
+                end = presentation(main, init, cut.tail)
+                a_hi = sum(1 for d in sound.decode if sound.at(d) < end)
+            keep[audio.track_id] = (a_lo, max(a_lo, a_hi))
+        keeps[k] = keep
+    out = list(segments)
+    for k, keep in keeps.items():
+        seg = out[k]
+        out[k] = LayoutSegment(seg.key, seg.init, restrict(seg.prepared, keep))
+    return out

@@ -356,6 +356,11 @@ def prepare_segment(init: InitSegment, media: SegmentMedia) -> PreparedSegment:
     for s in present:
         if init.track(s.track_id) is None:
             raise ValueError(f"track {s.track_id} is not in the segment's init")
+    return _prepare_tracks(present)
+
+
+def _prepare_tracks(present: Sequence[TrackSamples]) -> PreparedSegment:
+    """Tracks' samples (each with some) as one segment's share of the tables and the mdat."""
     runs = [_byte_runs(s) for s in present]
     chunks = [
         (s.offsets[lo], s.offsets[hi - 1] + s.sizes[hi - 1])
@@ -688,3 +693,27 @@ def _join_chunks(
                 last = (count, entry)
                 stsc.extend((len(offsets), count, entry))
     return _big_endian(stsc), offsets
+
+
+def restrict(prepared: PreparedSegment, keep: dict[int, tuple[int, int]]) -> PreparedSegment:
+    """The segment with only samples [lo, hi) of each track named in `keep` (decode order; the
+    others whole): a frame-accurate cut's boundary segment. Laid out again as `prepare_segment`
+    lays a segment out; O(samples of this segment)."""
+    kept: list[TrackSamples] = []
+    for track in prepared.tracks:
+        lo, hi = keep.get(track.track_id, (0, track.count))
+        if lo >= hi:
+            continue
+        s = track.samples()
+        kept.append(
+            TrackSamples(
+                s.track_id,
+                s.base_decode_time + sum(s.durations[:lo]),
+                s.durations[lo:hi],
+                s.sizes[lo:hi],
+                s.offsets[lo:hi],
+                s.cts_offsets[lo:hi],
+                s.sync[lo:hi],
+            )
+        )
+    return _prepare_tracks(kept)

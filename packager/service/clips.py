@@ -7,6 +7,7 @@ process rolled it) makes the store refuse, and the cut is made again.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import secrets
@@ -18,6 +19,7 @@ from packager.errors import (
     NothingInDvr,
     RangeNotInDvr,
 )
+from packager.service.encode import reencodable
 from packager.service.ingest import key_hash
 from packager.store.base import END_EPSILON, SegmentGone, Store
 from packager.store.model import (
@@ -47,6 +49,8 @@ class ClipService:
     # Awaited before a complete clip is handed back (the MP4 prebuild, so that the first GET,
     # which usually follows at once, finds its moov built).
     settle: Callable[[Clip], Awaitable[None]] | None = None
+    # Called with every new clip (a frame-accurate one's re-encodes start at once).
+    on_create: list[Callable[[Clip], None]] = field(default_factory=list)
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -89,22 +93,46 @@ class ClipService:
         vod_required: bool = False,
         name: str | None = None,
         private: bool = False,
+        frame_accurate: bool | None = False,
     ) -> Clip:
+        """`frame_accurate` None: if the stream's video can be re-encoded for HLS (Livepeer's
+        default); True where it cannot is a 400 naming the field."""
+        frame_accurate = await self._frame_accurate(stream_id, frame_accurate)
         for attempt in range(CUT_ATTEMPTS):
             try:
                 clip = await self._cut(
                     stream_id, duration, start, expiration, vod_required, name, private
                 )
+                clip = await self.store.add_clip(
+                    dataclasses.replace(clip, frame_accurate=frame_accurate)
+                )
                 break
             except SegmentGone:
                 if attempt == CUT_ATTEMPTS - 1:
                     raise
+        for hook in self.on_create:
+            hook(clip)
         if clip.complete:
             for hook in self.on_complete:
                 hook(clip)
             if self.settle is not None:
                 await self.settle(clip)
         return clip
+
+    async def _frame_accurate(self, stream_id: str, asked: bool | None) -> bool:
+        if asked is False:
+            return False
+        ladder = await self.store.ladder(stream_id)
+        unfit = [r.codecs for r in ladder if not reencodable(r.codecs)]
+        if not unfit:
+            return True
+        if asked is None:
+            return False
+        raise InvalidField(
+            "frame_accurate",
+            f"needs H.264 video (its partial GOPs are re-encoded for HLS); this stream's is "
+            f"{unfit[0]}",
+        )
 
     async def _cut(
         self,
@@ -116,6 +144,7 @@ class ClipService:
         name: str | None,
         private: bool,
     ) -> Clip:
+        """The clip's manifest, segment-aligned; not yet in the store."""
         store = self.store
         now = store.clock()
         stream = await store.stream(stream_id)
@@ -177,7 +206,7 @@ class ClipService:
             completed_at=None if growing else now,
             spread=round(spread, 3),
         )
-        return await store.add_clip(clip)
+        return clip
 
     async def _align(
         self, stream_id: str, ladder: list[RenditionInfo], cuts: list[list[SegmentRef]]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from packager.clock import Clock
 from packager.config import STORE_SCHEMES, Config
 from packager.service.clips import ClipService
+from packager.service.frames import FrameCuts
 from packager.service.ingest import Ingest
 from packager.service.live import LivePlaylists
 from packager.service.mp4 import Mp4Builds
@@ -29,6 +30,7 @@ class Services:
     clips: ClipService
     mp4: Mp4Builds
     playlists: Playlists
+    frames: FrameCuts
     timers: Timers
     videos: VideoLibrary
     saver: VideoSaver
@@ -74,8 +76,9 @@ def build_services(
         store, config.dvr_duration, config.ingest_key, anonymous=config.anonymous_ingest
     )
     clips = ClipService(store, config.dvr_duration)
-    mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes)
-    playlists = Playlists(store)
+    frames = FrameCuts(store)
+    mp4 = Mp4Builds(store, observe_build, config.max_concurrent_remuxes, frames)
+    playlists = Playlists(store, frames)
     timers = Timers(store)
     videos = build_library(config)
     saver = VideoSaver(store, videos, mp4)
@@ -83,11 +86,16 @@ def build_services(
         complete.append(mp4.prebuild)
         complete.append(saver.on_complete)
     clips.settle = mp4.settle
+    # A frame-accurate clip's re-encodes start when it is cut, and when its tail arrives.
+    clips.on_create.append(frames.start)
+    for complete in (ingest.on_complete, timers.on_complete):
+        complete.append(frames.start)
     timers.on_expire.append(mp4.forget)
     timers.on_expire.append(playlists.forget)
+    timers.on_expire.append(frames.forget)
     live = LivePlaylists(store)
     posters = Posters(store)
     timers.on_expire.append(posters.forget)
     return Services(
-        config, store, ingest, clips, mp4, playlists, timers, videos, saver, live, posters
+        config, store, ingest, clips, mp4, playlists, frames, timers, videos, saver, live, posters
     )

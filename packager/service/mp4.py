@@ -17,11 +17,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from packager.errors import Overloaded
+from packager.errors import ClipNotFound, Overloaded
 from packager.media.model import InitSegment
-from packager.package.mp4 import LayoutSegment, Mp4Layout, build_layout
+from packager.package.mp4 import Cut, LayoutSegment, Mp4Layout, build_layout
+from packager.service.frames import FrameCuts
 from packager.store.base import Store
-from packager.store.model import Clip, ClipRendition, SegmentKey
+from packager.store.model import Clip, ClipRendition, SegmentKey, SegmentRef
 
 QUEUE_WAIT = 2.0  # seconds a request may wait for a build slot before it gets 503
 QUEUE_FACTOR = 2  # how many waiters per slot
@@ -48,8 +49,10 @@ class Mp4Builds:
         store: Store,
         observe_build: Callable[[float], None] = lambda seconds: None,
         max_builds: int = 4,
+        frames: FrameCuts | None = None,
     ) -> None:
         self.store = store
+        self.frames = frames or FrameCuts(store)
         self._files: dict[tuple[str, str], Mp4File] = {}
         self._building: dict[tuple[str, str], asyncio.Task[Mp4File]] = {}
         self._observe_build = observe_build
@@ -93,11 +96,12 @@ class Mp4Builds:
             await self._acquire(wait)
             try:
                 started = time.perf_counter()
-                segments = await self._layout_segments(cr)
+                refs, cut = await self._cut(clip, cr)
+                segments = await self._layout_segments(refs)
                 if len(segments) > INLINE_BUILD:
-                    layout = await asyncio.to_thread(build_layout, segments, clip.start)
+                    layout = await asyncio.to_thread(build_layout, segments, clip.start, cut)
                 else:  # ~0.1 ms: less than a thread's hop
-                    layout = build_layout(segments, clip.start)
+                    layout = build_layout(segments, clip.start, cut)
                 self._observe_build(time.perf_counter() - started)
             finally:
                 self._slots.release()
@@ -122,13 +126,27 @@ class Mp4Builds:
         finally:
             self._waiting -= 1
 
-    async def _layout_segments(self, cr: ClipRendition) -> list[LayoutSegment]:
+    async def _cut(
+        self, clip: Clip, cr: ClipRendition
+    ) -> tuple[tuple[SegmentRef, ...], Cut | None]:
+        """The segments a build reads and, frame-accurate, its cut: from the keyframe the first
+        shown frame decodes from to the segment of the last."""
+        if not clip.frame_accurate:
+            return cr.segments, None
+        found = await self.frames.window(clip, cr)
+        if found is None:
+            raise ClipNotFound(f"rendition {cr.name} of clip {clip.id} shows no frame")
+        first = await self.frames.key_segment(cr, found)
+        refs = cr.segments[first : found.tail_segment + 1]
+        return refs, Cut(found.head_segment - first, found.head, found.tail)
+
+    async def _layout_segments(self, refs: tuple[SegmentRef, ...]) -> list[LayoutSegment]:
         """What the builder needs: each segment's prepared tables and init, keyed by where its
         bytes are (the layout holds keys, never the bytes)."""
         store = self.store
         inits: dict[str, InitSegment] = {}
         out = []
-        for ref in cr.segments:
+        for ref in refs:
             init = inits.get(ref.init_id)
             if init is None:
                 init = inits[ref.init_id] = await store.init(ref.init_id)

@@ -9,6 +9,7 @@ import hashlib
 from packager.errors import ClipNotFound
 from packager.media.model import InitSegment
 from packager.package import hls
+from packager.service.frames import FrameCuts
 from packager.store.base import Store
 from packager.store.model import Clip, ClipRendition
 
@@ -16,8 +17,9 @@ RENDERED_PER_CLIP = 16  # bounds the variety of signed queries a private clip ma
 
 
 class Playlists:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, frames: FrameCuts | None = None) -> None:
         self.store = store
+        self.frames = frames or FrameCuts(store)
         self._rendered: dict[str, dict[tuple[str, str], tuple[bytes, str]]] = {}
 
     async def render(self, clip: Clip, rendition: str | None, query: str) -> tuple[bytes, str]:
@@ -29,6 +31,12 @@ class Playlists:
         if rendition is None:
             inits = {cr.first_init: await self._init(cr) for cr in clip.renditions}
             text = hls.master_playlist(clip, inits, query)
+        elif clip.frame_accurate:
+            cr = rendition_of(clip, rendition)
+            pieces = await self.frames.pieces(clip, cr)
+            if not clip.complete:
+                self.frames.start(clip)  # a growing clip's head may have just arrived
+            text = hls.media_playlist(clip, cr, query, pieces)
         else:
             text = hls.media_playlist(clip, rendition_of(clip, rendition), query)
         body = text.encode()

@@ -115,6 +115,7 @@ class VideoSaver:
             bodies.append((info, built.layout.iter_range(read=data.__getitem__)))
         video_id, slug = await asyncio.to_thread(self.library.reserve)
         reference_init = await self.store.init(clip.reference.first_init)
+        start, duration = await self.builds.frames.shown(clip)  # what its MP4 shows
         draft = Video(
             id=video_id,
             slug=slug,
@@ -122,9 +123,9 @@ class VideoSaver:
             stream_id=clip.stream_id,
             name=clip.name,
             created_at=clip.completed_at or clip.created_at,
-            start=clip.start,
-            duration=clip.duration,
-            spec=video_spec(clip.reference, reference_init, clip.duration),
+            start=start,
+            duration=duration,
+            spec=video_spec(clip.reference, reference_init, duration),
             private=clip.private,
         )
         return await asyncio.to_thread(self.library.write, draft, bodies)

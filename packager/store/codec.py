@@ -110,6 +110,7 @@ def clip_head_to_bytes(clip: Clip) -> bytes:
             "name": clip.name,
             "private": clip.private,
             "event": clip.event,
+            "frame_accurate": clip.frame_accurate,
             "renditions": [
                 {
                     "number": cr.number,

@@ -104,6 +104,7 @@ class MemoryStore:
         self.unavailable: tuple[type[BaseException], ...] = ()  # in this process: never
         self._streams: dict[str, _Stream] = {}
         self._clips: dict[str, Clip] = {}
+        self._clip_media: dict[str, dict[str, bytes]] = {}  # by clip id, then name
         self._segments: dict[SegmentKey, _Segment] = {}
         self._inits: dict[str, InitSegment] = {}
         self._init_users: dict[str, int] = {}
@@ -564,6 +565,27 @@ class MemoryStore:
         self._clips[clip_id] = clip
         return clip
 
+    async def put_clip_media(self, stream_id: str, clip_id: str, name: str, data: bytes) -> None:
+        """Keep bytes a clip made (its re-encoded segments) until it expires; they are held by
+        that clip alone, so they count as its pinned bytes."""
+        clip = self._clips.get(clip_id)
+        if clip is None or clip.stream_id != stream_id or clip.expiration <= self.clock():
+            return
+        media = self._clip_media.setdefault(clip_id, {})
+        old = media.get(name)
+        size = len(data) - (len(old) if old is not None else 0)
+        if size > 0:
+            self._make_room(size)
+        media[name] = data
+        self._clip_only_bytes += size
+        self._pinned_bytes += size
+
+    async def clip_media(self, stream_id: str, clip_id: str, name: str) -> bytes | None:
+        clip = self._clips.get(clip_id)
+        if clip is None or clip.stream_id != stream_id:
+            return None
+        return self._clip_media.get(clip_id, {}).get(name)
+
     # ---- timers --------------------------------------------------------------------------
 
     def _schedule(self, when: float, kind: TimerKind, clip_id: str) -> None:
@@ -611,6 +633,9 @@ class MemoryStore:
         for cr in clip.renditions:
             for ref in cr.segments:
                 self._unpin(self._segments[ref.key])
+        made = sum(map(len, self._clip_media.pop(clip.id, {}).values()))
+        self._clip_only_bytes -= made
+        self._pinned_bytes -= made
         return dataclasses.replace(clip, state=ClipState.EXPIRED)
 
     # ---- reading -------------------------------------------------------------------------

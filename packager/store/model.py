@@ -218,6 +218,9 @@ class Clip:
     # Seconds between the earliest and the latest first segment of its renditions: each starts
     # where it decodes, so renditions whose GOPs do not line up cannot start on one instant.
     spread: float = 0.0
+    # Shows exactly the frames of [requested_start, requested_end) (packager.package.frames),
+    # instead of whole segments: the MP4 by its edit lists, HLS with its partial GOPs re-encoded.
+    frame_accurate: bool = False
 
     @property
     def complete(self) -> bool:

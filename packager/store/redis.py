@@ -236,6 +236,7 @@ class RedisStore:
                 "ADD_CLIP",
                 "READ_CLIP",
                 "EXPIRE_CLIP",
+                "PUT_CLIP_MEDIA",
                 "DEADLINE",
                 "UPDATE_CLIP",
                 "RECONCILE",
@@ -461,6 +462,32 @@ class RedisStore:
             self.cache.put(("init", init_id), init, 2 * len(init.data))
             return result == "changed"
         raise BudgetExceeded(f"init of {len(init.data)} bytes does not fit the memory budget")
+
+    async def put_clip_media(self, stream_id: str, clip_id: str, name: str, data: bytes) -> None:
+        """Keep bytes a clip made (its re-encoded segments) with it until it expires: held by
+        that clip alone, so counted as its pinned bytes; dropped if the clip is gone."""
+        for _ in range(8):
+            held, unpinned = await self._held_elsewhere(stream_id)
+            result = self._text(
+                await self._run(
+                    "PUT_CLIP_MEDIA", stream_id, clip_id, name, data, self.budget, held, unpinned
+                )
+            )
+            if result in ("ok", "gone"):
+                return
+            if result == "budget":
+                raise BudgetExceeded(
+                    f"{len(data)} bytes made for clip {clip_id} do not fit the memory budget "
+                    f"of {self.budget} bytes beside what clips hold"
+                )
+            await self._make_room_elsewhere(stream_id, int(result[5:]))
+        raise BudgetExceeded(f"{len(data)} bytes made for clip {clip_id} do not fit the budget")
+
+    async def clip_media(self, stream_id: str, clip_id: str, name: str) -> bytes | None:
+        data: bytes | None = await self.redis.hget(
+            f"{self._base(stream_id)}:clip:{clip_id}:media", name
+        )
+        return data
 
     async def _held_elsewhere(self, stream_id: str) -> tuple[int, int]:
         """Bytes the other streams hold against the budget (DVR, clip-only, inits), and how

@@ -164,7 +164,7 @@ end
 
 local function clip_keys(cid)
   local ck = key('clip', cid)
-  local out = {ck, key('clip', cid, 'pins')}
+  local out = {ck, key('clip', cid, 'pins'), key('clip', cid, 'media')}
   local n = num(redis.call('HGET', ck, 'n'))
   for i = 0, n - 1 do table.insert(out, key('clip', cid, 'segs', i)) end
   return out
@@ -558,11 +558,48 @@ for _, id in ipairs(redis.call('SMEMBERS', key('clip', cid, 'pins'))) do
     end
   end
 end
+local made = num(redis.call('HGET', key('clip', cid), 'media'))
+if made > 0 then
+  incr('pinned', -made)
+  incr('clip_only', -made)
+end
 redis.call('DEL', unpack(clip_keys(cid)))
 if redis.call('ZREM', key('growing'), cid) == 1 then incr('growing', -1) end
 if redis.call('ZREM', key('clips'), cid) == 1 then incr('clips', -1) end
 incr('expired', 1)
 return out
+""")
+
+# What a clip makes of its own (a frame-accurate clip's re-encodes), held by it alone: counted
+# as clip-only and pinned, freed with it (EXPIRE_CLIP, its keys' TTL, RECONCILE).
+# ARGV: base, cid, name, data, budget, others_held, others_unpinned
+# -> 'ok' | 'gone' | 'budget' | 'room:<need>'
+PUT_CLIP_MEDIA = _script(r"""
+local ck = key('clip', ARGV[2])
+local ttl = redis.call('PTTL', ck)
+if ttl <= 0 then return 'gone' end
+local mk = key('clip', ARGV[2], 'media')
+local more = string.len(ARGV[4]) - redis.call('HSTRLEN', mk, ARGV[3])
+if more > 0 then
+  local a = redis.call('HMGET', ACCT, 'dvr_bytes', 'clip_only', 'pinned', 'init_bytes')
+  local dvr, co, pinned = num(a[1]), num(a[2]), num(a[3])
+  local need = dvr + co + num(a[4]) + tonumber(ARGV[6]) + more - tonumber(ARGV[5])
+  if need > 0 then
+    if dvr - (pinned - co) + tonumber(ARGV[7]) < need then return 'budget' end
+    while need > 0 do
+      local rend, seq = oldest()
+      if rend == nil then return 'room:' .. tostring(need) end
+      local c, pins = evict(rend, seq)
+      if pins == 0 then need = need - c end
+    end
+  end
+end
+redis.call('HSET', mk, ARGV[3], ARGV[4])
+redis.call('PEXPIRE', mk, ttl)
+redis.call('HINCRBY', ck, 'media', more)
+incr('pinned', more)
+incr('clip_only', more)
+return 'ok'
 """)
 
 # ARGV: base, cid, now, note -> 1 if it was growing and is now complete
@@ -590,7 +627,7 @@ return {'ok'}
 # clip's keys expired by TTL, the pins and counters that clip held are recomputed.
 RECONCILE = _script(r"""
 local counts = {}
-local clips, growing = 0, 0
+local clips, growing, made = 0, 0, 0
 for _, cid in ipairs(redis.call('ZRANGE', key('clips'), 0, -1)) do
   local ck = key('clip', cid)
   local state = redis.call('HGET', ck, 'state')
@@ -600,6 +637,7 @@ for _, cid in ipairs(redis.call('ZRANGE', key('clips'), 0, -1)) do
   else
     clips = clips + 1
     if state == 'growing' then growing = growing + 1 end
+    made = made + num(redis.call('HGET', ck, 'media'))
     for _, id in ipairs(redis.call('SMEMBERS', key('clip', cid, 'pins'))) do
       counts[id] = (counts[id] or 0) + 1
     end
@@ -642,7 +680,7 @@ for _, id in ipairs(redis.call('SMEMBERS', key('held'))) do
   end
 end
 redis.call('HSET', ACCT, 'dvr_bytes', dvr_bytes, 'dvr_segments', dvr_segments,
-  'pinned', pinned, 'clip_only', clip_only, 'clips', clips, 'growing', growing)
+  'pinned', pinned + made, 'clip_only', clip_only + made, 'clips', clips, 'growing', growing)
 return 'ok'
 """)
 

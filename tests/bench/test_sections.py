@@ -77,6 +77,7 @@ def test_every_section_name_is_a_choice_of_the_sections_flag() -> None:
         "mixed",
         "scale",
         "ingest",
+        "frames",
         "memory",
     ]
     assert parse_args([]).sections == names()

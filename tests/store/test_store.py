@@ -331,3 +331,36 @@ async def test_a_revised_init_takes_the_pushed_ones_place_and_a_copy_of_that_cha
     state = await store.rendition("s", "r")
     assert state is not None
     assert (state.init_id, state.init_source, state.init_note) == ("other", None, None)
+
+
+async def test_what_a_clip_makes_is_kept_with_it_counted_and_freed_at_expiry(
+    make_fed: MakeFed, clock: ManualClock
+) -> None:
+    fed = await make_fed(segments=5, budget=1 << 30)
+    store = fed.store
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin + 1)
+    before = await store.stats()
+    await store.put_clip_media("demo", clip.id, "media_1_360/0.m4s", b"x" * 1000)
+    await store.put_clip_media("demo", clip.id, "media_1_360/0.init.mp4", b"y" * 200)
+    await store.put_clip_media("demo", clip.id, "media_1_360/0.m4s", b"z" * 900)  # written again
+    assert await store.clip_media("demo", clip.id, "media_1_360/0.m4s") == b"z" * 900
+    assert await store.clip_media("demo", clip.id, "media_1_360/9.m4s") is None
+    held = await store.stats()
+    assert held.clip_only_bytes - before.clip_only_bytes == 1100
+    assert held.pinned_bytes - before.pinned_bytes == 1100
+    assert held.held_bytes - before.held_bytes == 1100
+    await store.put_clip_media("demo", "no-such-clip", "x", b"x")  # a clip already gone: dropped
+    clock.advance(clip.expiration - clock() + 1)
+    await store.fire_due()
+    after = await store.stats()
+    assert (after.clip_only_bytes, after.pinned_bytes) == (before.clip_only_bytes, 0)
+    assert await store.clip_media("demo", clip.id, "media_1_360/0.m4s") is None
+
+
+async def test_what_a_clip_makes_must_fit_the_budget(make_fed: MakeFed) -> None:
+    fed = await make_fed(segments=3, budget=40 << 20)
+    clip = await fed.clips.create_clip("demo", duration=4, start=fed.origin + 1)
+    room = fed.store.budget - (await fed.store.stats()).held_bytes
+    with pytest.raises(BudgetExceeded):
+        await fed.store.put_clip_media("demo", clip.id, "big", b"x" * (room + (32 << 20)))
+    assert await fed.store.clip_media("demo", clip.id, "big") is None
