@@ -48,7 +48,7 @@ def box_header(typ: bytes, payload_size: int) -> bytes:
     return struct.pack(">I4sQ", 1, typ, 16 + payload_size)
 
 
-def _big_endian(values: array[int]) -> bytes:
+def big_endian(values: array[int]) -> bytes:
     """An array's items as big-endian bytes, in C: one copy, no per-item Python work."""
     if sys.byteorder == "little":
         values = array(values.typecode, values)
@@ -185,7 +185,7 @@ def stts(durations: Sequence[int]) -> bytes:
     """Decoding time to sample: run-length of sample durations (§8.6.1.2)."""
     counts, deltas = _run_lengths(durations)
     table = _pairs("I", counts, deltas)
-    return full_box(b"stts", 0, 0, struct.pack(">I", len(counts)), _big_endian(table))
+    return full_box(b"stts", 0, 0, struct.pack(">I", len(counts)), big_endian(table))
 
 
 def ctts(offsets: Sequence[int]) -> bytes:
@@ -194,7 +194,7 @@ def ctts(offsets: Sequence[int]) -> bytes:
     signed = any(v < 0 for v in values)
     table = _pairs("i" if signed else "I", counts, values)  # counts stay < 2**31 either way
     return full_box(
-        b"ctts", 1 if signed else 0, 0, struct.pack(">I", len(counts)), _big_endian(table)
+        b"ctts", 1 if signed else 0, 0, struct.pack(">I", len(counts)), big_endian(table)
     )
 
 
@@ -209,7 +209,7 @@ def stss(sync: Sequence[int]) -> bytes | None:
     while pos != -1:  # one step per keyframe (every ~2 s), not per sample
         numbers.append(pos + 1)
         pos = flags.find(1, pos + 1)
-    return full_box(b"stss", 0, 0, struct.pack(">I", len(numbers)), _big_endian(numbers))
+    return full_box(b"stss", 0, 0, struct.pack(">I", len(numbers)), big_endian(numbers))
 
 
 def stsz(sizes: array[int]) -> bytes:
@@ -217,7 +217,7 @@ def stsz(sizes: array[int]) -> bytes:
     if len(sizes) and min(sizes) == max(sizes):
         return full_box(b"stsz", 0, 0, struct.pack(">II", sizes[0], len(sizes)))
     table = sizes if sizes.typecode == "I" else _u32_array(sizes)
-    return full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(sizes)), _big_endian(table))
+    return full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(sizes)), big_endian(table))
 
 
 def stsc(samples_per_chunk: Sequence[int], description_index: Sequence[int]) -> bytes:
@@ -232,20 +232,18 @@ def stsc(samples_per_chunk: Sequence[int], description_index: Sequence[int]) -> 
         counts.append(n)
         descriptions.append(d)
     table = _u32_array(v for row in zip(firsts, counts, descriptions, strict=True) for v in row)
-    return full_box(b"stsc", 0, 0, struct.pack(">I", len(firsts)), _big_endian(table))
+    return full_box(b"stsc", 0, 0, struct.pack(">I", len(firsts)), big_endian(table))
 
 
 def chunk_offsets(offsets: Sequence[int], wide: bool) -> bytes:
     """stco, or co64 when `wide` (an offset reaches 4 GiB) (§8.7.5)."""
     if wide:
         return full_box(
-            b"co64", 0, 0, struct.pack(">I", len(offsets)), _big_endian(array("Q", offsets))
+            b"co64", 0, 0, struct.pack(">I", len(offsets)), big_endian(array("Q", offsets))
         )
     if offsets and max(offsets) > U32_MAX:
         raise ValueError("chunk offset past 4 GiB needs co64")
-    return full_box(
-        b"stco", 0, 0, struct.pack(">I", len(offsets)), _big_endian(_u32_array(offsets))
-    )
+    return full_box(b"stco", 0, 0, struct.pack(">I", len(offsets)), big_endian(_u32_array(offsets)))
 
 
 def chunk_offsets_size(count: int, wide: bool) -> int:
@@ -307,7 +305,7 @@ def chunk_offsets_at(offsets: array[int], base: int, wide: bool) -> bytes:
     """stco, or co64 when `wide`, for chunks at `base` + each offset (§8.7.5)."""
     table = array("Q" if wide else "I", map(base.__add__, offsets))
     count = struct.pack(">I", len(table))
-    return full_box(b"co64" if wide else b"stco", 0, 0, count, _big_endian(table))
+    return full_box(b"co64" if wide else b"stco", 0, 0, count, big_endian(table))
 
 
 # ---- fragmented MP4: one media segment ------------------------------------------------------
@@ -343,7 +341,7 @@ def _traf(t: TrackFragment, data_offset: int) -> bytes:
         b"traf",
         full_box(b"tfhd", 0, _DEFAULT_BASE_IS_MOOF, struct.pack(">I", t.track_id)),
         full_box(b"tfdt", 1, 0, struct.pack(">Q", t.base_decode_time)),
-        full_box(b"trun", 1, _TRUN_FLAGS, struct.pack(">Ii", n, data_offset), _big_endian(rows)),
+        full_box(b"trun", 1, _TRUN_FLAGS, struct.pack(">Ii", n, data_offset), big_endian(rows)),
     )
 
 

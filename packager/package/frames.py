@@ -25,7 +25,7 @@ from fractions import Fraction
 from itertools import accumulate
 
 from packager.media.model import InitSegment, Track
-from packager.package.tables import PreparedSegment, PreparedTrack
+from packager.media.prepared import PreparedSegment, PreparedTrack
 
 # Half a millisecond: a time to the millisecond (33.3 ms frames: frame 47 at 1566.67 ms is
 # asked for as 1567 ms) still names its frame, and float noise on unix seconds (0.24 us) never

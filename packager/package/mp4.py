@@ -61,13 +61,11 @@ from typing import Protocol
 
 from packager.media import boxes, boxwriter
 from packager.media.model import InitSegment, SegmentMedia, Track
+from packager.media.prepared import PreparedSegment, PreparedTrack, little_endian
 from packager.package.frames import edit_offset, presentation, track_times
 from packager.package.tables import (
     JoinedTables,
-    PreparedSegment,
-    PreparedTrack,
     TableJoin,
-    little_endian,
     place_chunks,
     prepare_segment,
     reencode,

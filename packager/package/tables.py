@@ -12,9 +12,7 @@ A join has only the boundaries to fix: runs that meet (stts, ctts, stsc) merge, 
 the last sample before the boundary (a gap or overlap absorbed, `set_last_duration`) and a
 prefix of the next segment's samples (an overlapping AAC frame dropped, `trim`).
 
-`PreparedSegment` is plain ints and bytes, so a shared store (Redis) can hold it as well as
-the heap: `to_bytes`/`from_bytes`. Table entries are big-endian, as the file carries them;
-chunk rows and piece lists are little-endian int64, the builder's own arithmetic. An hour of
+`PreparedSegment` (packager.media.prepared) is plain ints and bytes. An hour of
 the ladder's 1080p rendition (30 fps video with B-frames, 48 kHz AAC, 2 s segments) is 2.5 MB
 as `to_bytes`, 4.2 MB as objects in the heap, next to 8.4 MB for the `TrackSamples` arrays
 each segment keeps today (bench/layout_build.py, tracemalloc). Preparing costs about what
@@ -25,211 +23,25 @@ their runs and the earliest composition time are a Python step per sample.
 from __future__ import annotations
 
 import struct
-import sys
 from array import array
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
-from itertools import accumulate, compress, pairwise, repeat
+from itertools import accumulate, compress, pairwise
 from operator import add, attrgetter, ne
 from typing import cast
 
+from packager.media.boxwriter import big_endian
 from packager.media.model import InitSegment, SegmentMedia, TrackSamples
-
-_LITTLE = sys.byteorder == "little"
-_RUN = struct.Struct(">II")  # stts entry: sample_count, sample_delta
-_CTS_RUN = struct.Struct(">Ii")  # ctts entry: sample_count, sample_offset (signed, §8.6.1.3)
-_ROW = struct.Struct("<4q")  # chunk: samples, source start, source end, place in the payload
-_FORMAT = 1  # of to_bytes; from_bytes refuses others
-
-
-def _big_endian(values: array[int]) -> bytes:
-    if _LITTLE:
-        values = array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
-
-
-def _from_big_endian(typecode: str, data: bytes | memoryview) -> array[int]:
-    values = array(typecode)
-    values.frombytes(data)
-    if _LITTLE:
-        values.byteswap()
-    return values
-
-
-def little_endian(values: Sequence[int]) -> bytes:
-    """int64 values as the piece lists store them."""
-    out = array("q", values)
-    if not _LITTLE:
-        out.byteswap()
-    return out.tobytes()
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedTrack:
-    """One track's samples of one segment, as the tables of a progressive MP4 take them."""
-
-    track_id: int
-    base_decode_time: int  # tfdt, in the track's timescale
-    count: int
-    duration: int  # sum of the sample durations
-    last_duration: int
-    composition_start: int  # earliest composition time, from base_decode_time
-    sample_size: int  # the size of every sample when they are all alike, else -1
-    cts_min: int
-    cts_max: int
-    cts_first: int
-    cts_last: int
-    place: int  # where the first chunk lies in the segment's payload (see PreparedSegment)
-    sizes: bytes  # stsz entries: u32 per sample
-    stts: bytes  # stts entries (sample_count, sample_delta), maximal runs
-    ctts: bytes  # ctts entries (sample_count, sample_offset as i32), maximal runs
-    sync: bytes | None  # 0-based numbers of the sync samples, u32; None: every sample is one
-    chunks: bytes  # _ROW per run of contiguous sample bytes, in decode order
-
-    def chunk_rows(self) -> Iterator[tuple[int, int, int, int]]:
-        """(samples, source start, source end, place in the segment's payload) per chunk."""
-        return _ROW.iter_unpack(self.chunks)
-
-    def durations(self) -> Iterator[int]:
-        for count, delta in _RUN.iter_unpack(self.stts):
-            yield from repeat(delta, count)
-
-    def samples(self) -> TrackSamples:
-        """The per-sample arrays back, sample offsets included: for the rare joins that need
-        them (a new clock to rescale to, a trim that is not within the first runs)."""
-        durations = array("I", self.durations())
-        cts = array("i")
-        for count, value in _CTS_RUN.iter_unpack(self.ctts):
-            cts.extend(repeat(value, count))
-        sizes = _from_big_endian("I", self.sizes)
-        sync = array("B", [1]) * self.count
-        if self.sync is not None:
-            sync = array("B", [0]) * self.count
-            for number in _from_big_endian("I", self.sync):
-                sync[number] = 1
-        offsets = array("Q")
-        lo = 0
-        for samples, start, _, _ in self.chunk_rows():
-            offsets.extend(accumulate(sizes[lo : lo + samples - 1], initial=start))
-            lo += samples
-        return TrackSamples(
-            self.track_id, self.base_decode_time, durations, sizes, offsets, cts, sync
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedSegment:
-    """A media segment's share of every sample table, and of the mdat: its chunks in the
-    segment's byte order, neighbours joined into pieces, `payload` bytes in all."""
-
-    tracks: tuple[PreparedTrack, ...]  # the tracks with samples, in the init's order
-    piece_starts: bytes  # little-endian int64 per piece: where it starts in the segment
-    piece_lengths: bytes  # little-endian int64 per piece
-    payload: int
-    track_ids: tuple[int, ...] = field(init=False)  # of `tracks`: a join's lookup key
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "track_ids", tuple(t.track_id for t in self.tracks))
-
-    @property
-    def nbytes(self) -> int:
-        """Memory it takes, for the budget: its byte strings and the objects around them."""
-        blobs = len(self.piece_starts) + len(self.piece_lengths)
-        for t in self.tracks:
-            blobs += len(t.sizes) + len(t.stts) + len(t.ctts) + len(t.chunks)
-            blobs += len(t.sync) if t.sync is not None else 0
-        return blobs + 200 + 600 * len(self.tracks)
-
-    def to_bytes(self) -> bytes:
-        """A self-contained byte string: a shared store keeps this, `from_bytes` reads it."""
-        parts = [_HEAD.pack(_FORMAT, len(self.tracks), self.payload)]
-        parts += [_blob(self.piece_starts), _blob(self.piece_lengths)]
-        for t in self.tracks:
-            parts.append(_NUMBERS.pack(*(getattr(t, name) for name in _NUMBER_FIELDS)))
-            parts += [_blob(t.sizes), _blob(t.stts), _blob(t.ctts), _blob(t.sync), _blob(t.chunks)]
-        return b"".join(parts)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PreparedSegment:
-        if len(data) < _HEAD.size:
-            raise ValueError("truncated prepared tables")
-        fmt, count, payload = _HEAD.unpack_from(data)
-        if fmt != _FORMAT:
-            raise ValueError(f"prepared tables of format {fmt}, not {_FORMAT}")
-        reader = _Reader(data, _HEAD.size)
-        piece_starts, piece_lengths = reader.blob(), reader.blob()
-        tracks = []
-        for _ in range(count):
-            numbers = dict(zip(_NUMBER_FIELDS, reader.numbers(), strict=True))
-            sizes, stts, ctts = reader.blob(), reader.blob(), reader.blob()
-            sync, chunks = reader.blob_or_none(), reader.blob()
-            tracks.append(
-                PreparedTrack(
-                    **numbers, sizes=sizes, stts=stts, ctts=ctts, sync=sync, chunks=chunks
-                )
-            )
-        if reader.at != len(data):
-            raise ValueError("trailing bytes after the prepared tables")
-        return cls(tuple(tracks), piece_starts, piece_lengths, payload)
-
-
-_HEAD = struct.Struct("<BIq")  # format, tracks, payload
-_NUMBER_FIELDS = (
-    "track_id",
-    "base_decode_time",
-    "count",
-    "duration",
-    "last_duration",
-    "composition_start",
-    "sample_size",
-    "cts_min",
-    "cts_max",
-    "cts_first",
-    "cts_last",
-    "place",
+from packager.media.prepared import (
+    CTS_RUN,
+    ROW,
+    RUN,
+    PreparedSegment,
+    PreparedTrack,
+    from_big_endian,
+    little_endian,
 )
-_NUMBERS = struct.Struct(f"<{len(_NUMBER_FIELDS)}q")
-_NONE = 2**32 - 1  # the length that stands for None
-
-
-def _blob(data: bytes | None) -> bytes:
-    if data is None:
-        return struct.pack("<I", _NONE)
-    return struct.pack("<I", len(data)) + data
-
-
-class _Reader:
-    def __init__(self, data: bytes, at: int) -> None:
-        self.data = data
-        self.at = at
-
-    def numbers(self) -> tuple[int, ...]:
-        if self.at + _NUMBERS.size > len(self.data):
-            raise ValueError("truncated prepared tables")
-        values = _NUMBERS.unpack_from(self.data, self.at)
-        self.at += _NUMBERS.size
-        return values
-
-    def blob_or_none(self) -> bytes | None:
-        if self.at + 4 > len(self.data):
-            raise ValueError("truncated prepared tables")
-        (n,) = struct.unpack_from("<I", self.data, self.at)
-        self.at += 4
-        if n == _NONE:
-            return None
-        if self.at + n > len(self.data):
-            raise ValueError("truncated prepared tables")
-        self.at += n
-        return self.data[self.at - n : self.at]
-
-    def blob(self) -> bytes:
-        blob = self.blob_or_none()
-        if blob is None:
-            raise ValueError("a table of the prepared tables is missing")
-        return blob
-
 
 # ---- preparing: one segment, at ingest -------------------------------------------------------
 
@@ -243,9 +55,9 @@ def _run_entries(values: array[int], typecode: str) -> tuple[bytes, array[int]]:
     first = values[0]
     same = values.count(first)
     if same == n:
-        return _big_endian(array(typecode, [n, first])), array(typecode, [first])
+        return big_endian(array(typecode, [n, first])), array(typecode, [first])
     if same == n - 1 and values[-1] != first:  # AAC's last frame of a loop, cut short
-        return _big_endian(array(typecode, [n - 1, first, 1, values[-1]])), values[-2:]
+        return big_endian(array(typecode, [n - 1, first, 1, values[-1]])), values[-2:]
     pairs = array(typecode)
     append = pairs.append
     count = 0
@@ -258,7 +70,7 @@ def _run_entries(values: array[int], typecode: str) -> tuple[bytes, array[int]]:
             first, count = value, 1
     append(count)
     append(first)
-    return _big_endian(pairs), pairs[1::2]
+    return big_endian(pairs), pairs[1::2]
 
 
 def _byte_runs(samples: TrackSamples) -> list[tuple[int, int]]:
@@ -297,11 +109,11 @@ def _prepare_track(
         while pos != -1:
             numbers.append(pos)
             pos = flags.find(1, pos + 1)
-        sync = _big_endian(numbers)
+        sync = big_endian(numbers)
     rows = []
     for (lo, hi), place in zip(runs, places, strict=True):
         end = samples.offsets[hi - 1] + sizes[hi - 1]
-        rows.append(_ROW.pack(hi - lo, samples.offsets[lo], end, place))
+        rows.append(ROW.pack(hi - lo, samples.offsets[lo], end, place))
     return PreparedTrack(
         track_id=samples.track_id,
         base_decode_time=samples.base_decode_time,
@@ -315,7 +127,7 @@ def _prepare_track(
         cts_first=cts[0],
         cts_last=cts[-1],
         place=places[0],
-        sizes=_big_endian(sizes if sizes.typecode == "I" else array("I", sizes)),
+        sizes=big_endian(sizes if sizes.typecode == "I" else array("I", sizes)),
         stts=stts,
         ctts=ctts,
         sync=sync,
@@ -384,9 +196,9 @@ def trim(track: PreparedTrack, skip: int) -> PreparedTrack:
     are left as they were: the caller lays a trimmed segment out again."""
     if skip == 0:
         return track
-    c0, d0 = _RUN.unpack_from(track.stts)
-    k0, v0 = _CTS_RUN.unpack_from(track.ctts)
-    samples, start, end, place = _ROW.unpack_from(track.chunks)
+    c0, d0 = RUN.unpack_from(track.stts)
+    k0, v0 = CTS_RUN.unpack_from(track.ctts)
+    samples, start, end, place = ROW.unpack_from(track.chunks)
     if not (skip < c0 and skip < k0 and skip < samples and track.sync is None):
         return reencode(track, skip)
     # Within the first runs (a dropped AAC frame): the tables' bytes are sliced, not rebuilt;
@@ -399,7 +211,7 @@ def trim(track: PreparedTrack, skip: int) -> PreparedTrack:
     if skip == 1:  # the usual drop: one AAC frame
         dropped = int.from_bytes(track.sizes[:4], "big")
     else:
-        dropped = sum(_from_big_endian("I", track.sizes[:cut]))
+        dropped = sum(from_big_endian("I", track.sizes[:cut]))
     composition_start = track.composition_start
     if track.cts_min != 0 or track.cts_max != 0:
         s = track.samples()
@@ -420,10 +232,10 @@ def trim(track: PreparedTrack, skip: int) -> PreparedTrack:
         cts_last=track.cts_last,
         place=place,
         sizes=sizes,
-        stts=_RUN.pack(c0 - skip, d0) + track.stts[8:],
-        ctts=_CTS_RUN.pack(k0 - skip, v0) + track.ctts[8:],
+        stts=RUN.pack(c0 - skip, d0) + track.stts[8:],
+        ctts=CTS_RUN.pack(k0 - skip, v0) + track.ctts[8:],
         sync=None,
-        chunks=_ROW.pack(samples - skip, start + dropped, end, place) + track.chunks[_ROW.size :],
+        chunks=ROW.pack(samples - skip, start + dropped, end, place) + track.chunks[ROW.size :],
     )
 
 
@@ -532,9 +344,9 @@ class TableJoin:
         if cts_lo + shift != 0 or cts_hi + shift != 0:
             parts = _join_ctts(pieces)
             if shift:  # version 0, the one every player reads: no offset below zero
-                entries = _from_big_endian("i", b"".join(parts))
+                entries = from_big_endian("i", b"".join(parts))
                 entries[1::2] = array("i", map(shift.__add__, entries[1::2]))
-                parts = [_big_endian(entries)]
+                parts = [big_endian(entries)]
             ctts = (sum(map(len, parts)) // 8, parts)
         shared = set(map(_SAMPLE_SIZE, pieces))
         sample_size = shared.pop() if len(shared) == 1 else 0
@@ -559,7 +371,7 @@ class TableJoin:
 def _join_stts(pieces: list[PreparedTrack], patches: dict[int, int]) -> list[bytes | memoryview]:
     """stts entries: runs merge across pieces. The last run stays open (count, value) until a
     run of another value comes: a clip of constant durations is one entry, for O(1) bytes."""
-    pack, unpack_from = _RUN.pack, _RUN.unpack_from
+    pack, unpack_from = RUN.pack, RUN.unpack_from
     parts: list[bytes | memoryview] = []
     count, value = 0, -1  # the open run; durations are never negative
     for k, p in enumerate(pieces):
@@ -614,7 +426,7 @@ def _join_ctts(pieces: list[PreparedTrack]) -> list[bytes | memoryview]:
     """ctts entries: each piece's go in whole, as prepared; where a piece starts with the
     value the one before ended with (rare: offsets follow the frame order), the two entries
     become one. B-frame video has an entry per sample or two: no Python step for those."""
-    pack = _CTS_RUN.pack
+    pack = CTS_RUN.pack
     parts: list[bytes | memoryview] = []
     last = None
     for p in pieces:
@@ -645,8 +457,8 @@ def _join_sync(pieces: list[PreparedTrack]) -> bytes | None:
     if None not in syncs and set(map(len, cast(list[bytes], syncs))) == {4}:
         # A keyframe a segment, the usual case: the numbers are the pieces' bases moved on.
         bases = accumulate(map(_COUNT, pieces), initial=1)
-        indexes = _from_big_endian("I", b"".join(cast(list[bytes], syncs)))
-        return _big_endian(array("I", map(add, indexes, bases)))
+        indexes = from_big_endian("I", b"".join(cast(list[bytes], syncs)))
+        return big_endian(array("I", map(add, indexes, bases)))
     numbers = array("I")
     base = 1
     for p, sync in zip(pieces, syncs, strict=True):
@@ -655,9 +467,9 @@ def _join_sync(pieces: list[PreparedTrack]) -> bytes | None:
         elif len(sync) == 4:  # a keyframe a segment: the usual case
             numbers.append(int.from_bytes(sync, "big") + base)
         else:
-            numbers.extend(map(base.__add__, _from_big_endian("I", sync)))
+            numbers.extend(map(base.__add__, from_big_endian("I", sync)))
         base += p.count
-    return _big_endian(numbers)
+    return big_endian(numbers)
 
 
 def _join_chunks(
@@ -669,7 +481,7 @@ def _join_chunks(
     """stsc entries, and each chunk's offset in the payload. One chunk per piece (the usual
     case) is done by C-speed passes: offsets are bases plus places, and stsc entries start
     wherever (samples, entry) changes."""
-    if set(map(len, map(_CHUNKS, pieces))) == {_ROW.size}:
+    if set(map(len, map(_CHUNKS, pieces))) == {ROW.size}:
         chunk_places = list(map(_PLACE, pieces))
         for k, explicit in places.items():
             chunk_places[k] = explicit[0]
@@ -681,7 +493,7 @@ def _join_chunks(
         stsc[0::3] = array("I", map((1).__add__, firsts))
         stsc[1::3] = array("I", map(counts.__getitem__, firsts))
         stsc[2::3] = array("I", map(entries.__getitem__, firsts))
-        return _big_endian(stsc), offsets
+        return big_endian(stsc), offsets
     offsets = array("q")
     stsc = array("I")
     last: tuple[int, int] | None = None
@@ -692,7 +504,7 @@ def _join_chunks(
             if last != (count, entry):
                 last = (count, entry)
                 stsc.extend((len(offsets), count, entry))
-    return _big_endian(stsc), offsets
+    return big_endian(stsc), offsets
 
 
 def restrict(prepared: PreparedSegment, keep: dict[int, tuple[int, int]]) -> PreparedSegment:

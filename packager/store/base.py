@@ -16,7 +16,7 @@ from typing import Protocol
 from packager.clock import Clock
 from packager.errors import PackagerError
 from packager.media.model import InitSegment
-from packager.package.tables import PreparedSegment
+from packager.media.prepared import PreparedSegment
 from packager.store.model import (
     Clip,
     ClipState,

@@ -27,7 +27,7 @@ from packager.errors import (
     StreamNotFound,
 )
 from packager.media.model import InitSegment
-from packager.package.tables import PreparedSegment
+from packager.media.prepared import PreparedSegment
 from packager.store.base import (
     END_EPSILON,
     OVERLAP_EPSILON,

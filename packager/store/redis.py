@@ -57,7 +57,7 @@ from packager.errors import (
 )
 from packager.media.init import parse_init
 from packager.media.model import InitSegment
-from packager.package.tables import PreparedSegment
+from packager.media.prepared import PreparedSegment
 from packager.store import redis_lua as lua
 from packager.store.base import (
     OVERLAP_EPSILON,

@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packager.media.model import SegmentMedia, TrackSamples
+from packager.media.prepared import PreparedSegment, PreparedTrack
 from packager.package.tables import (
-    PreparedSegment,
-    PreparedTrack,
     TableJoin,
     prepare_segment,
     reencode,
