@@ -30,7 +30,7 @@ def test_bench_quick_run_completes_with_zero_errors(tmp_path: Path) -> None:
         "## 3a. MP4",
         "## 4. Memory",
         "## 5. Mixed",
-        "## 7. Frame-accurate clips",
+        "## 9. Frame-accurate clips",
     ):
         assert section in report
     mixed = report.split("## 5. Mixed", 1)[1]
