@@ -161,7 +161,9 @@ class Prober(threading.Thread):
 
 
 @contextlib.contextmanager
-def healthz_stays_fast(target: Target) -> Iterator[Prober]:
+def healthz_stays_fast(target: Target, attack: str) -> Iterator[Prober]:
+    """Also prints, for `-s` runs, the attack's RSS before and after and /healthz's p99."""
+    rss = target.rss()
     prober = Prober(target.port)
     prober.start()
     try:
@@ -174,6 +176,11 @@ def healthz_stays_fast(target: Target) -> Iterator[Prober]:
         prober.join(10)
     assert not prober.errors, prober.errors[:5]
     assert len(prober.latencies) >= 50, "too short to measure"
+    print(
+        f"\n{attack}: RSS {rss / 2**20:.0f} -> {target.rss() / 2**20:.0f} MiB,"
+        f" {target.stats()['held_bytes'] / 2**20:.0f} MiB held,"
+        f" /healthz p99 {prober.p99() * 1000:.1f} ms over {len(prober.latencies)} requests"
+    )
     assert prober.p99() < HEALTHZ_P99, f"/healthz p99 {prober.p99() * 1000:.1f} ms"
 
 
@@ -208,7 +215,7 @@ def test_without_a_key_nothing_pushed_reaches_the_stream(target: Target) -> None
     ahead = datetime.fromtimestamp(time.time() + 23 * 3600, tz=UTC).isoformat()
     poison = f"#EXTM3U\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:{ahead}\nx99.m4s\n".encode()
     before = target.stats()
-    with healthz_stays_fast(target):
+    with healthz_stays_fast(target, "no key: foreign init, segment, clock, stream flood (401)"):
         for key in (None, "guessed", "demo"):
             assert target.put(f"/ingest/live/{r.name}/init_0.mp4", foreign.init, key)[0] == 401
             assert target.put(f"/ingest/live/{r.name}/x99.m4s", foreign.segments[1], key)[0] == 401
@@ -233,11 +240,13 @@ def test_a_keyed_encoder_cannot_move_the_timeline_a_day_ahead(target: Target) ->
     ahead = datetime.fromtimestamp(time.time() + 23 * 3600, tz=UTC).isoformat()
     k = target.segments_pushed
     playlist = f"#EXTM3U\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:{ahead}\ny{k}.m4s\n".encode()
-    for r in LADDER:
-        assert target.put(f"/ingest/live/{r.name}/index.m3u8", playlist, target.key)[0] == 200
-        assert (
-            target.put(f"/ingest/live/{r.name}/y{k}.m4s", r.segments[k % 6], target.key)[0] == 201
-        )
+    with healthz_stays_fast(target, "a keyed encoder's clock 23 h ahead (201, date ignored)"):
+        for r in LADDER:
+            assert target.put(f"/ingest/live/{r.name}/index.m3u8", playlist, target.key)[0] == 200
+            assert (
+                target.put(f"/ingest/live/{r.name}/y{k}.m4s", r.segments[k % 6], target.key)[0]
+                == 201
+            )
     target.segments_pushed += 1
     assert _dvr_end(target) < time.time() + 10
     status, clip = target.server.request(
@@ -258,7 +267,10 @@ def test_a_keyed_encoder_cannot_spend_memory_the_budget_does_not_see(target: Tar
     def padded(k: int) -> bytes:  # each its own (identical inits are kept once)
         return LADDER[0].init + box(b"free", k.to_bytes(4, "big") + b"\0" * (pad - 4))
 
-    with healthz_stays_fast(target), rss_bounded(target):
+    with (
+        healthz_stays_fast(target, "amplification: 200,000-sample truns (400), 1 MiB inits (429)"),
+        rss_bounded(target),
+    ):
         for k in range(int(150 * SCALE * 4)):
             status, body = target.put(f"/ingest/live/0/amp{k}.m4s", tiny, target.key)
             assert status == 400, body
@@ -275,7 +287,8 @@ def test_codec_names_cannot_write_into_the_master_playlist(target: Target) -> No
     init = bytearray(LADDER[0].init)
     at = init.find(b"avc1")
     init[at : at + 4] = b'"\n#E'
-    status, body = target.put("/ingest/live/evil/init.mp4", bytes(init), target.key)
+    with healthz_stays_fast(target, "codec injection (400)"):
+        status, body = target.put("/ingest/live/evil/init.mp4", bytes(init), target.key)
     assert status == 400 and b"codec" in body
 
 
@@ -307,7 +320,7 @@ def test_floods_that_stalled_the_event_loop_do_not_starve_healthz(target: Target
         for _ in range(int(20 * SCALE * 4)):
             assert target.put("/ingest/live/0/index.m3u8", flood, target.key)[0] == 200
 
-    with healthz_stays_fast(target):
+    with healthz_stays_fast(target, "floods: comment playlists (200), padded Ranges (206)"):
         threads = [threading.Thread(target=f) for f in (ranges, ranges, playlists, playlists)]
         for t in threads:
             t.start()
@@ -319,7 +332,7 @@ def test_floods_that_stalled_the_event_loop_do_not_starve_healthz(target: Target
 def test_half_sent_requests_are_closed_and_do_not_starve_healthz(target: Target) -> None:
     count = int(2000 * SCALE * 2)
     sockets = []
-    with healthz_stays_fast(target):
+    with healthz_stays_fast(target, f"{count} half-sent requests (closed)"):
         for _ in range(count):
             s = socket.create_connection(("127.0.0.1", target.port), timeout=10)
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never the rest
@@ -342,7 +355,10 @@ def test_aborted_uploads_free_their_memory_at_once(target: Target) -> None:
     size = int((60 << 20) * SCALE)
     chunk = b"\0" * (1 << 16)
     logged = target.server.log.stat().st_size
-    with healthz_stays_fast(target), rss_bounded(target):
+    with (
+        healthz_stays_fast(target, "aborted uploads (freed at once)"),
+        rss_bounded(target),
+    ):
         for _ in range(max(2, int(5 * SCALE))):
             conns = []
             for k in range(10):
