@@ -33,9 +33,9 @@ from packager.media.fragment import parse_segment  # noqa: E402
 from packager.package import tables  # noqa: E402
 from packager.package.mp4 import LayoutSegment, _Clip, build_layout  # noqa: E402
 from packager.package.tables import prepare_segment  # noqa: E402
-from packager.store.segment import Segment  # noqa: E402
 from tests.mp4_support import fixture_segments  # noqa: E402
 from tests.package import reference_mp4  # noqa: E402
+from tests.stored_segment import Segment  # noqa: E402
 
 RENDITION = 2  # 1080p
 CLIPS = {"10 s": 5, "10 min": 300, "1 h": 1800}

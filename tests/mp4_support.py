@@ -22,8 +22,8 @@ from packager.media.init import parse_init
 from packager.media.model import InitSegment
 from packager.media.rewrite import shift_decode_times
 from packager.store.base import Store
-from packager.store.model import ClipRendition
-from packager.store.segment import Segment, Timing
+from packager.store.model import ClipRendition, Timing
+from tests.stored_segment import Segment
 
 T = TypeVar("T")
 

@@ -647,7 +647,7 @@ class _Clip:
 
 
 class StoredSegment(Protocol):
-    """Today's in-process segment (packager.store.segment.Segment), as the compatibility
+    """Today's in-process segment (tests/stored_segment.py), as the compatibility
     path of `build_layout` reads it."""
 
     @property

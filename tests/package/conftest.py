@@ -11,9 +11,9 @@ from packager.config import Config
 from packager.demo import DemoFeed, load_ladder
 from packager.service.compose import build_services
 from packager.store.memory import MemoryStore
-from packager.store.segment import Segment
 from tests.conftest import LADDER_DIR, feed_past
 from tests.mp4_support import stored_segments
+from tests.stored_segment import Segment
 
 
 @pytest.fixture(scope="session")

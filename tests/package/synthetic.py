@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from packager.media.fragment import parse_segment
 from packager.media.model import InitSegment, SegmentMedia, Track, TrackSamples
 from packager.media.rewrite import shift_decode_times
-from packager.store.segment import Segment
 from tests.mp4_support import fixture_init
+from tests.stored_segment import Segment
 
 
 class FakeSegment:

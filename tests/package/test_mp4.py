@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from packager.media.model import InitSegment, Track
 from packager.package.mp4 import LayoutSegment, Mp4Layout, build_layout
 from packager.package.tables import prepare_segment
-from packager.store.segment import Segment
 from tests.mp4_support import (
     AAC_FRAME,
     decode_with_ffmpeg,
@@ -28,6 +27,7 @@ from tests.mp4_support import (
     source_sample_hashes,
     top_boxes,
 )
+from tests.stored_segment import Segment
 
 
 def _layout(segments: Sequence[Segment]) -> Mp4Layout:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from packager.media.model import Edit, InitSegment, Track
 from packager.package.mp4 import LayoutSegment, Mp4Layout, build_layout
 from packager.package.tables import prepare_segment
-from packager.store.segment import Segment
 from tests.mp4_support import fixture_segments, read_moov, top_boxes
 from tests.package import reference_mp4
 from tests.package.synthetic import (
@@ -28,6 +27,7 @@ from tests.package.synthetic import (
     with_clock,
     with_stsd,
 )
+from tests.stored_segment import Segment
 
 AUDIO, VIDEO = 2, 1  # track ids of the fixture ladder
 

@@ -22,7 +22,6 @@ from packager.media.model import Track
 from packager.media.rewrite import shift_decode_times
 from packager.package.mp4 import LayoutSegment, build_layout
 from packager.package.tables import prepare_segment
-from packager.store.segment import Segment
 from tests.mp4_support import (
     AAC_FRAME,
     decode_with_ffmpeg,
@@ -30,6 +29,7 @@ from tests.mp4_support import (
     read_moov,
     source_sample_hashes,
 )
+from tests.stored_segment import Segment
 
 AUDIO, VIDEO = 2, 1  # track ids of the fixture ladder
 TICK = Fraction(1, 48000)  # the audio's (and the movie's) tick: the finest the file can say

@@ -19,9 +19,9 @@ from packager.package.tables import (
     reencode,
     trim,
 )
-from packager.store.segment import Segment
 from tests.mp4_support import SEGMENTS_PER_RENDITION, fixture_segments
 from tests.package.synthetic import TrackPlan, ladder_init, samples, segment
+from tests.stored_segment import Segment
 
 FIXTURES = [
     seg

@@ -1,19 +1,12 @@
-"""A stored media segment: immutable bytes plus what parsing learnt of them."""
+"""The first round's in-process segment (bytes plus what parsing learnt of them), kept for the
+tests and the bench: the reference MP4 builder and `build_layout`'s compatibility path read it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 from packager.media.model import InitSegment, SegmentMedia, TrackSamples
-
-
-class Timing(Enum):
-    """Where a segment's wall-clock start came from, best first."""
-
-    PDT = "program-date-time"  # the encoder's EXT-X-PROGRAM-DATE-TIME
-    CONTINUED = "continued"  # previous segment's end (media time is contiguous)
-    ARRIVAL = "arrival"  # arrival time minus duration: a live encoder sends a segment when done
+from packager.store.model import Timing
 
 
 @dataclass(eq=False, slots=True)
