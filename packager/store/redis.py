@@ -718,6 +718,9 @@ class RedisStore:
         pipe.zadd(self._due, timers)
         await pipe.execute()
         self._note(clip)
+        if clip.complete:  # its manifest never changes: the first GET, right after, needs no read
+            self._keep_manifest(clip)
+            self._life[clip.id] = (time.monotonic(), clip)
         return clip
 
     def _decode_clip(self, sid: str, raw: list[Any]) -> Clip:
@@ -760,10 +763,13 @@ class RedisStore:
         if clip is None or clip.expiration <= now:
             raise ClipNotFound(f"no clip {clip_id!r} on stream {stream_id!r}")
         if clip.complete:
-            refs = sum(len(cr.segments) for cr in clip.renditions)
-            self.cache.put(("clip", clip_id), clip, 1000 + refs * _MANIFEST_REF_COST)
+            self._keep_manifest(clip)
         self._note(clip)
         return clip
+
+    def _keep_manifest(self, clip: Clip) -> None:
+        refs = sum(len(cr.segments) for cr in clip.renditions)
+        self.cache.put(("clip", clip.id), clip, 1000 + refs * _MANIFEST_REF_COST)
 
     async def _once(self, key: tuple[str, str], read: Coroutine[Any, Any, Any]) -> Any:
         """Await `read`, or the same read another request started and has not finished."""
