@@ -69,7 +69,7 @@ class IngestCost(Section):
             "Each segment's PUT is checked (key), parsed, its sample tables prepared (this tree) "
             "and stored; the playlist PUTs beside it are in the figure too.\n\n"
             + table(["tree", "segments per fill", "us per segment, each fill", "median"], rows)
-            + f"\n\nThis tree / baseline: {ratio(ours, base)}.",
+            + f"\nThis tree / baseline: {ratio(ours, base)}.\n",
         )
         ctx.report.targets.append(
             Target(
