@@ -20,6 +20,7 @@ import redis
 from bench.api import Api, ClipLinks, segment_names
 from bench.context import Context, Section
 from bench.lab import Dvr
+from bench.load import LoadResult
 from bench.report import mb, ms, ratio, table
 from bench.servers import Nginx, Packager, free_port, memory_of, nginx_binary
 from bench.timing import fetch, median
@@ -71,6 +72,18 @@ class RedisProcess:
         self.client.close()
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def _row(label: str, what: str, result: LoadResult) -> list[str]:
+    return [
+        label,
+        what,
+        f"{result.rps:,.0f}",
+        f"{result.mbps:,.0f}",
+        ms(result.p50),
+        ms(result.p99),
+        str(result.errors),
+    ]
 
 
 def _worker_pids(parent: int) -> list[int]:
@@ -132,17 +145,7 @@ class ScaleOut(Section):
             for what, paths in (("media playlist", [playlist]), ("segments", segments)):
                 result = await ctx.load(dvr.server, paths, conc)
                 rates[(label, what)] = result.rps
-                rows.append(
-                    [
-                        label,
-                        what,
-                        f"{result.rps:,.0f}",
-                        f"{result.mbps:,.0f}",
-                        ms(result.p50),
-                        ms(result.p99),
-                        str(result.errors),
-                    ]
-                )
+                rows.append(_row(label, what, result))
         binary = nginx_binary()
         if binary is not None and ctx.static.nginx is not None:
             static = ctx.clips.clip60
@@ -159,17 +162,7 @@ class ScaleOut(Section):
                         result = await ctx.load(nginx, p, conc)
                         label = f"nginx static, {workers} worker{'s' if workers == '2' else ''}"
                         rates[(label, what)] = result.rps
-                        rows.append(
-                            [
-                                label,
-                                what,
-                                f"{result.rps:,.0f}",
-                                f"{result.mbps:,.0f}",
-                                ms(result.p50),
-                                ms(result.p99),
-                                str(result.errors),
-                            ]
-                        )
+                        rows.append(_row(label, what, result))
                 finally:
                     nginx.stop()
         gains = []

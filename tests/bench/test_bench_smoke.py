@@ -22,7 +22,8 @@ def test_bench_quick_run_completes_with_zero_errors(tmp_path: Path) -> None:
         timeout=240,
         cwd=ROOT,
     )
-    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    said = run.stderr.decode()[-3000:]  # what each assertion shows when it fails
+    assert run.returncode == 0, said
     report = out.read_text()
     for section in (
         "## 1. Playlists",
@@ -32,9 +33,9 @@ def test_bench_quick_run_completes_with_zero_errors(tmp_path: Path) -> None:
         "## 5. Mixed",
         "## 9. Frame-accurate clips",
     ):
-        assert section in report
+        assert section in report, (section, report[-3000:], said)
     mixed = report.split("## 5. Mixed", 1)[1]
     row = next(line for line in mixed.splitlines() if line.startswith("| 50 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     http_errors, late, lost, ingest_errors = cells[6], cells[10], cells[11], cells[13]
-    assert (http_errors, late, lost, ingest_errors) == ("0", "0", "0", "0")
+    assert (http_errors, late, lost, ingest_errors) == ("0", "0", "0", "0"), (row, said)
