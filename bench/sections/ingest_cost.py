@@ -22,7 +22,9 @@ from bench.servers import REPO, Packager
 # main just before prepared sample tables were merged (6b8ada9): ingest parsed each segment
 # into per-sample arrays and stopped there; the trust boundary's checks were already in.
 BASELINE = "4966d77"
-ROUNDS = 3  # fills per tree, in turn; the median counts
+# Fills per tree, in turn. The best counts: CPU time only ever gains from what else shares the
+# cores (the churn's expiries run meanwhile), so the least a fill took is its own cost.
+ROUNDS = 5
 SEGMENTS = 300  # per rendition and fill: 10 minutes of the ladder
 
 
@@ -52,30 +54,36 @@ class IngestCost(Section):
                     log(f"  ingest {label}: {costs[label][-1] * 1e6:,.0f} us per segment")
         finally:
             await asyncio.to_thread(_remove_worktree, base_tree)
-        ours, base = (sorted(c)[len(c) // 2] for c in costs.values())
+        ours, base = (min(c) for c in costs.values())
         rows = [
             [
                 label,
                 f"{segments * 3:,}",
                 ", ".join(f"{c * 1e6:,.0f}" for c in values),
                 f"{sorted(values)[len(values) // 2] * 1e6:,.0f} us",
+                f"{min(values) * 1e6:,.0f} us",
             ]
             for label, values in costs.items()
         ]
+        middle = [sorted(c)[len(c) // 2] for c in costs.values()]
         ctx.report.add(
             "8. Ingest cost per segment: prepared tables vs parsing only",
             f"Server CPU (user + system) over a fill of {segments} segments of each of the 3 "
-            f"renditions, divided by the segments; {ROUNDS} fresh servers per tree, in turn. "
+            f"renditions, divided by the segments; {ROUNDS} fresh servers per tree, in turn; "
+            "the best fill counts (what else runs meanwhile only adds CPU time). "
             "Each segment's PUT is checked (key), parsed, its sample tables prepared (this tree) "
             "and stored; the playlist PUTs beside it are in the figure too.\n\n"
-            + table(["tree", "segments per fill", "us per segment, each fill", "median"], rows)
-            + f"\nThis tree / baseline: {ratio(ours, base)}.\n",
+            + table(
+                ["tree", "segments per fill", "us per segment, each fill", "median", "best"], rows
+            )
+            + f"\nThis tree / baseline: {ratio(ours, base)} (best), "
+            f"{ratio(middle[0], middle[1])} (median).\n",
         )
         ctx.report.targets.append(
             Target(
                 "ingest CPU per segment vs before prepared tables",
                 "≤ 1.2x",
-                f"{ratio(ours, base)} ({ours * 1e6:,.0f} vs {base * 1e6:,.0f} us)",
+                f"{ratio(ours, base)} ({ours * 1e6:,.0f} vs {base * 1e6:,.0f} us, best of {ROUNDS})",
                 ours <= 1.2 * base,
             )
         )
