@@ -14,7 +14,7 @@ from aiohttp import web
 from packager.clock import Clock, system_clock
 from packager.config import Config
 from packager.demo import DEFAULT_LADDER, DemoFeed, load_ladder
-from packager.http import api, console, edge, ingest, live, livepeer, playback, poster, videos
+from packager.http import api, console, edge, ingest, live, livepeer, playback, videos
 from packager.http.accesslog import quiet_client_errors
 from packager.http.jsonio import json_response
 from packager.http.keys import CONFIG, SERVICES
@@ -136,7 +136,6 @@ def create_app(
         api.routes,
         livepeer.routes,
         videos.routes,
-        poster.routes,  # before playback's /rec/{stream_id}/{name}
         playback.routes,
         live.routes,
         console.routes,

@@ -33,15 +33,22 @@ def instrument(handler: Handler, stats: RequestStats) -> Handler:
             resp = await handler(request)
         except Exception as exc:  # noqa: BLE001 - error_for re-raises what is not an answer
             resp = error_for(request, exc)
-        if resp.status >= 400:
+        status = resp.status
+        if status >= 400:
             public_cors(request, resp)
         try:
             route = request[ROUTE_KEY]  # playback's own label: which kind of file
         except KeyError:
             route = _canonical(request)
-        head = request.method == "HEAD"
-        sent = 0 if head else resp.body_length if resp.prepared else (resp.content_length or 0)
-        stats.record(route, request.method, resp.status, clock() - started, sent)
+        method = request.method
+        if method == "HEAD":
+            sent = 0
+        elif resp.prepared:  # streamed: what went out
+            sent = resp.body_length
+        else:  # bytes in hand (a Response's body; len() is cheaper than content_length)
+            body = getattr(resp, "body", None)
+            sent = len(body) if isinstance(body, bytes) else (resp.content_length or 0)
+        stats.record(route, method, status, clock() - started, sent)
         return resp
 
     edge.__name__ = edge.__qualname__ = getattr(handler, "__name__", "handler")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from packager.errors import ClipNotFound
-from packager.http import caching, mp4, signing
+from packager.http import caching, mp4, poster, signing
 from packager.http.api import clip_resource
 from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import ROUTE_KEY
@@ -128,6 +128,8 @@ async def playback(request: web.Request) -> web.StreamResponse:
             request[ROUTE_KEY] = ready.route
             return _answer(request, ready, now)
         del app[READY][request.raw_path]  # expired: the slow path says why
+    if request.match_info["name"].endswith(poster.SUFFIX):
+        return await poster.serve(request)
     clip, name, query, link_expires = await _resolve(request)
     if name.kind is Kind.PLAYLIST:
         return await _playlist(request, clip, name, query, link_expires)

@@ -1,5 +1,8 @@
 """`/rec/{stream_id}/rec_{clip_id}_poster.jpg`: a clip's first shown frame, cached and signed
-like the clip's other files (packager.service.poster decodes it)."""
+like the clip's other files (packager.service.poster decodes it).
+
+Served through the playback route (packager.http.playback), not a route of its own: a second
+resource on `/rec/...` was tried, and failed, before every playlist and segment request."""
 
 from __future__ import annotations
 
@@ -12,14 +15,10 @@ from packager.http.keys import CONFIG, SERVICES
 from packager.http.metrics import ROUTE_KEY
 from packager.package import names
 
-routes = web.RouteTableDef()
-
-# Registered before the playback route (`/rec/{stream_id}/{name}`), which would take it too.
-PATH = r"/rec/{stream_id}/{name:rec_[0-9a-f]{32}_poster\.jpg}"
+SUFFIX = "_poster.jpg"
 
 
-@routes.get(PATH)
-async def poster(request: web.Request) -> web.Response:
+async def serve(request: web.Request) -> web.Response:
     request[ROUTE_KEY] = "/rec/{stream_id}/{poster}"
     clip_id = names.parse_poster(request.match_info["name"])
     if clip_id is None:
@@ -35,6 +34,3 @@ async def poster(request: web.Request) -> web.Response:
     return caching.validated(request, headers, found.etag, clip.created_at) or web.Response(
         body=found.jpeg, content_type="image/jpeg", headers=headers
     )
-
-
-routes.route("OPTIONS", PATH)(caching.preflight)
