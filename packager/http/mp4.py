@@ -23,8 +23,10 @@ from packager.service.mp4 import Mp4File
 from packager.store.model import Clip, ClipRendition
 
 # asyncio keeps whatever the socket does not take at once in its own buffer (a copy): writing
-# in slices this big bounds that copy, so a slow client costs O(slice), not O(segment).
-WRITE_SLICE = 256 * 1024
+# in slices this big bounds that copy, so a slow client costs O(slice), not O(segment). Big
+# enough to write a 1080p segment (~300 kB) in one go: 256 KiB split each in two, and the whole
+# file came 12-15% slower.
+WRITE_SLICE = 512 * 1024
 # The segment holding a clip's end arrives after that end (an encoder sends it when done).
 RETRY_MARGIN = 2
 
