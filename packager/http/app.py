@@ -83,6 +83,10 @@ async def _follow(library: SharedVideoLibrary) -> None:
             log.exception("reading the shared video index failed")
 
 
+async def _stop_encodes(app: web.Application) -> None:
+    await app[SERVICES].frames.close()
+
+
 def _background(make: Any) -> Any:
     """A cleanup context running one coroutine for the app's life, cancelled at shutdown."""
 
@@ -123,6 +127,7 @@ def create_app(
     app[READY] = {"ready": False}
     app[playback.READY] = {}
     app.on_shutdown.append(_not_ready)
+    app.on_cleanup.append(_stop_encodes)
     app.cleanup_ctx.append(_readiness)
     app.cleanup_ctx.append(_videos)
     own = [

@@ -53,6 +53,7 @@ class FrameCuts:
         self._windows: dict[tuple[str, str], Window | None] = {}
         self._pieces: dict[tuple[str, str], list[Piece]] = {}
         self._jobs: dict[tuple[str, str, int], asyncio.Task[tuple[bytes, bytes]]] = {}
+        self._starts: set[asyncio.Task[None]] = set()
 
     # ---- what is shown ---------------------------------------------------------------------
 
@@ -238,7 +239,17 @@ class FrameCuts:
         except RuntimeError:  # outside the server (a script): made when first asked for
             return
         task = loop.create_task(self._start(clip))
+        self._starts.add(task)
+        task.add_done_callback(self._starts.discard)
         task.add_done_callback(_log_failure)
+
+    async def close(self) -> None:
+        """At shutdown: stop every re-encode in flight (its ffmpeg is killed) and wait for
+        them, so none outlives the event loop."""
+        running = [*self._starts, *self._jobs.values()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def _start(self, clip: Clip) -> None:
         """Every rendition's first re-encoded piece before any later one (a player needs the

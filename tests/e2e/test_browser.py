@@ -283,3 +283,32 @@ async def test_a_frame_accurate_mp4_lasts_its_duration_in_a_video_element(
     assert report["ended"], (report, diagnostics)
     assert duration - 0.002 <= report["duration"] <= duration + 2 / 30 + 0.002, report
     assert duration - 0.002 <= report["currentTime"] <= duration + 2 / 30 + 0.002, report
+
+
+async def test_mp4box_js_reads_a_frame_accurate_mp4_as_lasting_its_duration(
+    frame_accurate: dict[str, Any], page_origin: str, tmp_path: Path
+) -> None:
+    """mp4box.js (GPAC's parser, vendored in web/mp4box/) reads the movie as the duration
+    shown: mvhd, the video track's tkhd and its edit list agree, and the edit starts
+    presentation at a frame inside the file's first GOP (those before it are decoded only)."""
+    clip = frame_accurate
+    duration = clip["duration_precise"]
+    page = f"{page_origin}/mp4box.html?mp4={urllib.parse.quote(clip['mp4_master'], safe='')}"
+    browser = await Browser.launch(tmp_path)
+    try:
+        await browser.goto(page)
+        result = await browser.wait_for("window.result", done=bool, timeout=30)
+        diagnostics = browser.diagnostics()
+    finally:
+        await browser.close()
+    assert result and "error" not in result, (result, diagnostics)
+    assert not result["isFragmented"]
+    timescale = result["timescale"]
+    assert result["duration"] / timescale == pytest.approx(duration, abs=0.002), result
+    (video,) = [t for t in result["tracks"] if t["type"] == "video"]
+    assert video["movie_duration"] / timescale == pytest.approx(duration, abs=0.002), video
+    assert sum(e["segment_duration"] for e in video["edits"]) == video["movie_duration"], video
+    shown = [e for e in video["edits"] if e["media_time"] >= 0]
+    assert len(shown) == 1 and shown[0]["media_time"] > 0, video
+    for audio in (t for t in result["tracks"] if t["type"] == "audio"):  # to the AAC frame
+        assert audio["movie_duration"] / timescale == pytest.approx(duration, abs=0.022), audio
