@@ -14,7 +14,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from packager.clock import Clock
@@ -77,14 +77,44 @@ class _Rendition:
     shift: tuple[tuple[int, int], ...] = ()
     playlist: dict[str, PlaylistEntry] = field(default_factory=dict)
     demux: str | None = None
+    # Running totals of the window, kept as segments come and go: a cut or a stream's JSON
+    # reads them instead of walking every segment of the DVR.
+    bytes_in_window: int = 0
+    micros_in_window: int = 0
+    whole_seconds: Counter[int] = field(default_factory=Counter)  # ceil(duration): how many
+
+    def push(self, seg: _Segment) -> None:
+        self.segments.append(seg)
+        self.bytes_in_window += seg.ref.size
+        self.micros_in_window += round(seg.ref.duration * 1e6)
+        self.whole_seconds[_whole(seg.ref.duration)] += 1
+
+    def pop(self) -> _Segment:
+        seg = self.segments.popleft()
+        self.bytes_in_window -= seg.ref.size
+        self.micros_in_window -= round(seg.ref.duration * 1e6)
+        whole = _whole(seg.ref.duration)
+        self.whole_seconds[whole] -= 1
+        if not self.whole_seconds[whole]:
+            del self.whole_seconds[whole]
+        return seg
 
     def bitrate(self) -> float:
-        duration = sum(s.ref.duration for s in self.segments)
-        return sum(s.ref.size for s in self.segments) * 8 / duration if duration > 0 else 0.0
+        """Bits per second over the window."""
+        micros = self.micros_in_window
+        return self.bytes_in_window * 8e6 / micros if micros > 0 else 0.0
+
+    def target_duration(self) -> int:
+        """EXT-X-TARGETDURATION of the window: its longest segment, in whole seconds."""
+        return max(1, max(self.whole_seconds, default=1))
 
     @property
     def last(self) -> _Segment | None:
         return self.segments[-1] if self.segments else None
+
+
+def _whole(duration: float) -> int:
+    return math.ceil(duration - 1e-3)
 
 
 @dataclass(eq=False)
@@ -172,7 +202,7 @@ class MemoryStore:
                     segments=len(r.segments),
                     start=r.segments[0].ref.start,
                     end=r.segments[-1].ref.end,
-                    target_duration=max(1, *(math.ceil(s.ref.duration - 1e-3) for s in r.segments)),
+                    target_duration=r.target_duration(),
                     peak_bitrate=math.ceil(max(s.ref.bitrate for s in recent)),
                     frame_rate=next(
                         (s.ref.frames / s.ref.duration for s in recent if s.ref.frames), None
@@ -343,7 +373,7 @@ class MemoryStore:
         self._sweep(stream)
         self._make_room(ref.cost)
         seg = _Segment(ref, data, tables)
-        rendition.segments.append(seg)
+        rendition.push(seg)
         rendition.next_seq = ref.key.seq + 1
         rendition.init_changed = False
         rendition.init_resent = False
@@ -374,7 +404,7 @@ class MemoryStore:
                 self._evict(rendition)
 
     def _evict(self, rendition: _Rendition) -> None:
-        seg = rendition.segments.popleft()
+        seg = rendition.pop()
         seg.in_dvr = False
         self._dvr_bytes -= seg.ref.cost
         self._dvr_segments -= 1
