@@ -156,7 +156,7 @@ def test_livepeer_clips_can_be_asked_segment_aligned(numbered: Numbered) -> None
     assert status == 400 and json.loads(body)["errors"], body
 
 
-# ---- the MP4: edit lists, no byte of media changed ------------------------------------------
+# ---- MP4 and HLS: the frames and the audio a cut shows -------------------------------------
 
 
 # (first frame, frames): mid-GOP to mid-GOP across a segment boundary; a cut inside one GOP;
@@ -164,15 +164,39 @@ def test_livepeer_clips_can_be_asked_segment_aligned(numbered: Numbered) -> None
 CUTS = [(45, 90), (47, 30), (60, 45), (61, 1), (301, 59)]
 
 
+# The MP4 by its edit list; the HLS with the partial GOPs re-encoded, the rest copied.
+KINDS = ["mp4", "m3u8"]
+
+
 @pytest.mark.parametrize(("first", "count"), CUTS)
 @pytest.mark.parametrize("rendition", RENDITIONS)
-def test_the_mp4_shows_exactly_the_frames_asked_for(
-    numbered: Numbered, ffmpeg_exe: str, first: int, count: int, rendition: str
+@pytest.mark.parametrize("kind", KINDS)
+def test_mp4_and_hls_show_exactly_the_frames_asked_for(
+    numbered: Numbered, ffmpeg_exe: str, first: int, count: int, rendition: str, kind: str
 ) -> None:
     clip = numbered.clip(start=numbered.at(first), duration=count / FPS, frame_accurate=True)
-    url = numbered.url(clip, f"{rendition}.mp4")
+    url = numbered.url(clip, f"{rendition}.{kind}")
     assert frame_numbers(ffmpeg_exe, url) == list(range(first, first + count))
     assert clip["duration_precise"] == round(count / FPS, 3)
+
+
+@pytest.mark.parametrize("rendition", RENDITIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_mp4_and_hls_audio_is_in_step_with_the_video(
+    numbered: Numbered, ffmpeg_exe: str, rendition: str, kind: str
+) -> None:
+    """Audio is trimmed by its own edit in the MP4, cut to whole AAC frames where the video is
+    in the HLS: within one AAC frame of the video in both."""
+    clip = numbered.clip(start=numbered.at(47), duration=3.5, frame_accurate=True)
+    url = numbered.url(clip, f"{rendition}.{kind}")
+    starts = stream_starts(ffmpeg_exe, url)
+    assert abs(starts.video_after_audio) <= AAC_FRAME
+    offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
+    assert len(offsets) == 4
+    assert max(map(abs, offsets)) <= AAC_FRAME
+
+
+# ---- the MP4: edit lists, no byte of media changed ------------------------------------------
 
 
 def test_the_mp4_keeps_every_byte_of_media_and_hides_frames_by_its_edit_list(
@@ -200,44 +224,7 @@ def test_the_mp4_keeps_every_byte_of_media_and_hides_frames_by_its_edit_list(
     assert Fraction(audio_duration, movie.timescale) <= 3
 
 
-@pytest.mark.parametrize("rendition", RENDITIONS)
-def test_the_mp4s_audio_is_in_step_with_its_video(
-    numbered: Numbered, ffmpeg_exe: str, rendition: str
-) -> None:
-    clip = numbered.clip(start=numbered.at(47), duration=3.5, frame_accurate=True)
-    url = numbered.url(clip, f"{rendition}.mp4")
-    starts = stream_starts(ffmpeg_exe, url)
-    assert abs(starts.video_after_audio) <= AAC_FRAME
-    offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
-    assert len(offsets) == 4
-    assert max(map(abs, offsets)) <= AAC_FRAME
-
-
 # ---- HLS: the partial GOPs re-encoded, the rest copied --------------------------------------
-
-
-@pytest.mark.parametrize(("first", "count"), CUTS)
-@pytest.mark.parametrize("rendition", RENDITIONS)
-def test_the_hls_shows_exactly_the_frames_asked_for(
-    numbered: Numbered, ffmpeg_exe: str, first: int, count: int, rendition: str
-) -> None:
-    clip = numbered.clip(start=numbered.at(first), duration=count / FPS, frame_accurate=True)
-    url = numbered.url(clip, f"{rendition}.m3u8")
-    assert frame_numbers(ffmpeg_exe, url) == list(range(first, first + count))
-
-
-@pytest.mark.parametrize("rendition", RENDITIONS)
-def test_the_hls_audio_is_in_step_with_its_video(
-    numbered: Numbered, ffmpeg_exe: str, rendition: str
-) -> None:
-    """Audio is cut to whole AAC frames where the video is: within one frame of it."""
-    clip = numbered.clip(start=numbered.at(47), duration=3.5, frame_accurate=True)
-    url = numbered.url(clip, f"{rendition}.m3u8")
-    starts = stream_starts(ffmpeg_exe, url)
-    assert abs(starts.video_after_audio) <= AAC_FRAME
-    offsets = av_offsets(ffmpeg_exe, url)  # beeps at frames 60, 90, 120, 150
-    assert len(offsets) == 4
-    assert max(map(abs, offsets)) <= AAC_FRAME
 
 
 def test_re_encoded_pieces_have_their_own_map_behind_discontinuities(numbered: Numbered) -> None:
