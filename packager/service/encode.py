@@ -12,6 +12,7 @@ the frames onto the source's timeline, so the encoder's own timestamps do not ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -121,14 +122,19 @@ class Encoder:
             )
             try:
                 out, err = await asyncio.wait_for(proc.communicate(source), ENCODE_TIMEOUT)
-            except BaseException:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            except BaseException:  # a timeout, or the server stopping: leave no ffmpeg behind
+                await stop_process(proc)
                 raise
         if proc.returncode != 0 or not out:
             raise EncodeError(f"ffmpeg exited {proc.returncode}: {err.decode(errors='replace')}")
         return _read_output(out, track)
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """Kill a subprocess (if it is still running) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    await process.wait()
 
 
 def _read_output(out: bytes, track: Track) -> Encoded:

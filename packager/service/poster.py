@@ -11,7 +11,6 @@ kept until the clip expires (the timers' `on_expire` hook), within a bound on ho
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import math
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import imageio_ffmpeg
 
 from packager.errors import NotFound, TooEarly
+from packager.service.encode import stop_process
 from packager.store.base import Store
 from packager.store.model import Clip
 
@@ -106,12 +106,12 @@ class Posters:
         try:
             out, err = await asyncio.wait_for(process.communicate(mp4), DECODE_TIMEOUT)
         except TimeoutError:
-            await _stop(process)
+            await stop_process(process)
             raise PosterFailed(
                 f"decoding the clip's first frame took over {DECODE_TIMEOUT:g} s"
             ) from None
         except BaseException:  # the server is stopping: leave no ffmpeg behind
-            await _stop(process)
+            await stop_process(process)
             raise
         if process.returncode != 0 or not out.startswith(b"\xff\xd8"):
             detail = err.decode(errors="replace").strip()[-300:] or f"exit {process.returncode}"
@@ -122,9 +122,3 @@ class Posters:
         """Hook: an expired clip's poster goes with it."""
         self._kept.pop(clip.id, None)
         self._decoding.pop(clip.id, None)
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
-    await process.wait()
