@@ -49,9 +49,9 @@ class HttpFeed:
         url = f"{self.base}/ingest/{self.stream_id}/{rendition}/{name}"
         try:
             async with self.session.put(url, data=body, headers=self.headers) as resp:
-                await resp.read()
+                answer = await resp.read()
                 if resp.status >= 300:
-                    return f"PUT {rendition}/{name}: {resp.status}"
+                    return f"PUT {rendition}/{name}: {resp.status} {answer[:200]!r}"
         except aiohttp.ClientError as exc:
             return f"PUT {rendition}/{name}: {exc!r}"
         self.bytes_pushed += len(body)

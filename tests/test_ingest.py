@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC
 
@@ -106,6 +107,21 @@ async def test_retried_put_of_the_same_segment_is_stored_once(
     await ingest.receive("s", "0", "index0.m4s", r.segments[0])
     assert (await ingest.receive("s", "0", "index0.m4s", r.segments[0])).kind is Received.DUPLICATE
     assert len(await ingest.store.dvr_segments("s", "0")) == 1
+
+
+async def test_a_new_streams_renditions_pushed_at_once_are_all_taken(
+    ingest: Ingest, ladder: list[RecordedRendition]
+) -> None:
+    """An encoder's first pushes of a ladder arrive together, each creating the stream it is
+    the first to see; on a shared store the losers of that race must still be taken."""
+    firsts = await asyncio.gather(
+        *(ingest.receive("new", str(n), "init.mp4", r.init) for n, r in enumerate(ladder))
+    )
+    assert [got.kind for got in firsts] == [Received.INIT] * len(ladder)
+    for n, r in enumerate(ladder):
+        got = await ingest.receive("new", str(n), "index0.m4s", r.segments[0])
+        assert got.kind is Received.SEGMENT
+    assert [len(await ingest.store.dvr_segments("new", str(n))) for n in range(3)] == [1] * 3
 
 
 async def test_segment_before_init_is_refused(

@@ -73,6 +73,7 @@ async def _reported(report: Report, name: str, step: Awaitable[None]) -> bool:
         await step
     except Exception as exc:  # noqa: BLE001 - reported, and the run exits 1
         text = "".join(traceback.format_exception(exc))
+        log(f"section {name} FAILED:\n{text}")
         report.failures.append(f"{name}: {exc!r}")
         report.add(f"{name}: FAILED", f"```\n{text}```\n")
         return False

@@ -8,6 +8,7 @@ through the store's interface, so it is the same with every backend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -20,7 +21,7 @@ from fractions import Fraction
 
 import m3u8
 
-from packager.errors import BadMedia, PackagerError, StreamNotFound, Unauthorized
+from packager.errors import BadMedia, PackagerError, StreamExists, StreamNotFound, Unauthorized
 from packager.media import boxes, hevc
 from packager.media.fragment import parse_segment
 from packager.media.gop import decodable_from_start
@@ -200,12 +201,15 @@ class Ingest:
             return None
 
     async def _ensure_stream(self, stream_id: str) -> None:
-        """A stream first seen on ingest is created with the default dvr_duration."""
+        """A stream first seen on ingest is created with the default dvr_duration. Another
+        rendition's first push (or another process) may create it between the two steps: on
+        a shared store that is an encoder starting its ladder, not a conflict."""
         try:
             await self.store.stream(stream_id)
         except StreamNotFound:
             info = StreamInfo(stream_id, stream_id, self.default_dvr_duration, self.store.clock())
-            await self.store.create_stream(info)
+            with contextlib.suppress(StreamExists):
+                await self.store.create_stream(info)
 
     async def _add_segment(
         self,

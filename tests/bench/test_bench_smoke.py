@@ -22,8 +22,11 @@ def test_bench_quick_run_completes_with_zero_errors(tmp_path: Path) -> None:
         timeout=240,
         cwd=ROOT,
     )
-    said = run.stderr.decode()[-3000:]  # what each assertion shows when it fails
-    assert run.returncode == 0, said
+    log = run.stderr.decode()
+    said = log[-3000:]  # what each assertion shows when it fails
+    # a failed section logs its traceback; show it whole, wherever it fell in the log
+    failed = log[max(0, log.find("FAILED:") - 40) :][:6000] if "FAILED:" in log else ""
+    assert run.returncode == 0, failed + "\n...\n" + said
     report = out.read_text()
     for section in (
         "## 1. Playlists",
