@@ -145,13 +145,14 @@ class Mp4Builds:
         bytes are (the layout holds keys, never the bytes)."""
         store = self.store
         inits: dict[str, InitSegment] = {}
-        out = []
         for ref in refs:
-            init = inits.get(ref.init_id)
-            if init is None:
-                init = inits[ref.init_id] = await store.init(ref.init_id)
-            out.append(LayoutSegment(ref.key, init, await store.segment_tables(ref.key)))
-        return out
+            if ref.init_id not in inits:
+                inits[ref.init_id] = await store.init(ref.init_id)
+        tables = await store.segments_tables([ref.key for ref in refs])
+        return [
+            LayoutSegment(ref.key, inits[ref.init_id], t)
+            for ref, t in zip(refs, tables, strict=True)
+        ]
 
     async def read(self, key: Hashable) -> bytes:
         """A layout piece's bytes: a segment's, from the store."""

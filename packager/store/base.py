@@ -8,7 +8,7 @@ backend can make each step atomic: Redis does the multi-key ones in Lua on one h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -202,5 +202,10 @@ class Store(Protocol):
     async def init(self, init_id: str) -> InitSegment: ...
     async def segment_data(self, key: SegmentKey) -> bytes: ...
     async def segment_tables(self, key: SegmentKey) -> PreparedSegment: ...
+    async def segments_tables(self, keys: Sequence[SegmentKey]) -> list[PreparedSegment]:
+        """`segment_tables` of each, in order, in one go: an hour's MP4 reads 1,800 (NotFound
+        if any is gone)."""
+        ...
+
     async def stats(self) -> StoreStats: ...
     async def close(self) -> None: ...

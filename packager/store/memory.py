@@ -15,6 +15,7 @@ import heapq
 import itertools
 import math
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from packager.clock import Clock
@@ -41,6 +42,7 @@ from packager.store.base import (
 )
 from packager.store.model import (
     Clip,
+    ClipRendition,
     ClipState,
     RenditionInfo,
     SegmentKey,
@@ -226,8 +228,8 @@ class MemoryStore:
         lo, hi = start + OVERLAP_EPSILON, end - OVERLAP_EPSILON
         i = bisect.bisect_right(segs, lo, key=lambda s: s.ref.end)
         out: list[SegmentRef] = []
-        for k in range(i, len(segs)):
-            ref = segs[k].ref
+        for seg in itertools.islice(segs, i, None):  # a deque: indexing its middle walks it
+            ref = seg.ref
             if ref.start >= hi:
                 break
             out.append(ref)
@@ -460,12 +462,9 @@ class MemoryStore:
         per_stream = sum(1 for c in self._clips.values() if c.stream_id == clip.stream_id)
         if per_stream >= self.limits.max_clips_per_stream:
             raise LimitReached(f"at most {self.limits.max_clips_per_stream} clips per stream")
-        segments = [self._segments.get(s.key) for cr in clip.renditions for s in cr.segments]
-        if any(s is None for s in segments):
-            raise SegmentGone("a segment of the cut left the DVR meanwhile")
-        self._check_budget(clip, [s for s in segments if s is not None])
+        segments = [seg for cr in clip.renditions for seg in self._held(clip.stream_id, cr)]
+        self._check_budget(clip, segments)
         for seg in segments:
-            assert seg is not None
             self._pin(seg)
         self._clips[clip.id] = clip
         self._schedule(clip.expiration, TimerKind.EXPIRE, clip.id)
@@ -476,9 +475,30 @@ class MemoryStore:
             )
         return clip
 
+    def _held(self, stream_id: str, cr: ClipRendition) -> list[_Segment]:
+        """The stored segments of a new clip's rendition. It was cut from the DVR just now, so
+        they are a run of the rendition's window: found by one bisect on seq rather than a
+        lookup each (an hour's clip has 5,400); else, one by one (SegmentGone if one is)."""
+        refs = cr.segments
+        stream = self._streams.get(stream_id)
+        r = stream.renditions.get(cr.source) if stream is not None and refs else None
+        if r is not None:
+            window = r.segments
+            i = bisect.bisect_left(window, refs[0].key.seq, key=lambda seg: seg.ref.key.seq)
+            run = list(itertools.islice(window, i, i + len(refs)))
+            if len(run) == len(refs) and all(
+                seg.ref.key is ref.key or seg.ref.key == ref.key
+                for seg, ref in zip(run, refs, strict=True)
+            ):
+                return run
+        found = [self._segments.get(ref.key) for ref in refs]
+        if any(seg is None for seg in found):
+            raise SegmentGone("a segment of the cut left the DVR meanwhile")
+        return [seg for seg in found if seg is not None]
+
     def _check_budget(self, clip: Clip, segments: list[_Segment]) -> None:
         """Refuse a clip whose pinned bytes (now and still to come) would pass the budget."""
-        new = sum(s.ref.cost for s in {id(s): s for s in segments}.values() if not s.pins)
+        new = sum(s.ref.cost for s in segments if not s.pins)  # renditions share none
         future = self._future_bytes(clip)
         reserved = sum(
             self._future_bytes(self._clips[cid])
@@ -681,6 +701,9 @@ class MemoryStore:
 
     async def segment_tables(self, key: SegmentKey) -> PreparedSegment:
         return self._segment(key).tables
+
+    async def segments_tables(self, keys: Sequence[SegmentKey]) -> list[PreparedSegment]:
+        return [self._segment(key).tables for key in keys]
 
     def _segment(self, key: SegmentKey) -> _Segment:
         seg = self._segments.get(key)

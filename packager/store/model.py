@@ -9,7 +9,7 @@ not allow is a bug, caught where it happens rather than as an odd clip later.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from packager.errors import PackagerError
@@ -75,6 +75,19 @@ class SegmentKey:
     stream_id: str
     rendition: str  # the encoder's name for it (the ingest path)
     seq: int  # per rendition, in arrival order, never reused
+    # Hashed once: a cut of an hour looks up thousands of these, and the generated __hash__
+    # builds and hashes a tuple each time (a quarter of the memory store's add_clip).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.stream_id, self.rendition, self.seq)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[SegmentKey], tuple[str, str, int]]:
+        # str hashes differ between processes: a pickled key hashes afresh where it lands
+        return SegmentKey, (self.stream_id, self.rendition, self.seq)
 
 
 @dataclass(frozen=True, slots=True)

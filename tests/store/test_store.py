@@ -13,13 +13,14 @@ from packager.errors import (
     ClipNotFound,
     InvalidField,
     LimitReached,
+    NotFound,
     NothingInDvr,
     RangeNotInDvr,
     StreamNotFound,
 )
 from packager.media.init import parse_init
 from packager.store.base import Store
-from packager.store.model import Clip, ClipState, InvalidTransition, StreamInfo
+from packager.store.model import Clip, ClipState, InvalidTransition, SegmentKey, StreamInfo
 from tests.conftest import Fed, MakeFed, MakeStore, feed_past
 
 
@@ -84,6 +85,27 @@ async def test_dvr_rolls_over_but_clips_keep_their_segments(
     stats = await store.stats()
     assert stats.clip_only_bytes == _pinned(clip)
     assert stats.dvr_bytes == await _dvr_bytes(store)
+
+
+async def test_tables_of_many_segments_come_in_order_in_one_call_and_gone_ones_are_named(
+    make_fed: MakeFed, clock: ManualClock
+) -> None:
+    fed = await make_fed(segments=5, dvr=20)
+    store = fed.store
+    clip = await fed.clips.create_clip("demo", duration=2, start=fed.origin + 4)
+    held = [s.key for cr in clip.renditions for s in cr.segments]
+    for k in range(5, 20):
+        clock.advance(2)
+        await fed.push(k)
+    live = [s.key for s in await store.dvr_segments("demo", "1")]
+    keys = held + live[::-1]  # any order, across renditions, held and in the DVR alike
+    one_by_one = [await store.segment_tables(key) for key in keys]
+    assert await store.segments_tables(keys) == one_by_one
+    assert [t.nbytes for t in await store.segments_tables(keys)] == [t.nbytes for t in one_by_one]
+    assert await store.segments_tables([]) == []
+    never = SegmentKey("demo", "0", 10**6)
+    with pytest.raises(NotFound, match="segment 0/1000000 of 'demo' is gone"):
+        await store.segments_tables([*live, never])
 
 
 async def test_expired_clip_is_gone_and_its_memory_freed(fed: Fed, clock: ManualClock) -> None:
