@@ -958,16 +958,22 @@ class RedisStore:
         return tables
 
     async def segments_tables(self, keys: Sequence[SegmentKey]) -> list[PreparedSegment]:
-        """Cached ones from the cache, the others by MGET (a clip's keys share its stream's
-        hash slot), MGET_KEYS at a time: one round trip where `segment_tables` made one each."""
+        """Cached ones from the cache, the others by MGET, MGET_KEYS at a time and one
+        stream at a time (a stream's keys share a hash slot, which a cluster's MGET needs):
+        one round trip where `segment_tables` made one each."""
         got: list[PreparedSegment | None] = [self.cache.get(("tables", key)) for key in keys]
-        missing = [i for i, tables in enumerate(got) if tables is None]
-        for at in range(0, len(missing), MGET_KEYS):
-            batch = missing[at : at + MGET_KEYS]
-            names = [
-                f"{self._base(k.stream_id)}:tables:{k.rendition}:{k.seq}"
-                for k in (keys[i] for i in batch)
-            ]
+        by_stream: dict[str, list[int]] = {}
+        for i, tables in enumerate(got):
+            if tables is None:
+                by_stream.setdefault(keys[i].stream_id, []).append(i)
+        batches = [
+            (stream_id, missing[at : at + MGET_KEYS])
+            for stream_id, missing in by_stream.items()
+            for at in range(0, len(missing), MGET_KEYS)
+        ]
+        for stream_id, batch in batches:
+            base = self._base(stream_id)
+            names = [f"{base}:tables:{keys[i].rendition}:{keys[i].seq}" for i in batch]
             for i, raw in zip(batch, await self.redis.mget(names), strict=True):
                 key = keys[i]
                 if raw is None:

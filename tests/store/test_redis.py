@@ -339,6 +339,16 @@ async def test_cluster_cuts_and_plays_a_clip_on_each_master(
                 assert len(list(admin.scan_iter(match=f"pk:{{{sid}}}:data:*"))) == 12
         stats = await store.stats()
         assert stats.streams == 3 and stats.clips == 3
+        # Another process (an empty cache) reads the tables of every stream's segments in one
+        # call: each master answers for its own stream's keys.
+        keys = [s.key for sid, _ in streams for s in await store.dvr_segments(sid, "0")]
+        other = RedisStore.from_url(cluster.url, clock, 1 << 30, Limits())
+        try:
+            assert await other.segments_tables(keys) == [
+                await store.segment_tables(key) for key in keys
+            ]
+        finally:
+            await other.close()
     finally:
         await client.close()
 
