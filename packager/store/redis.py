@@ -947,20 +947,12 @@ class RedisStore:
 
     async def segment_tables(self, key: SegmentKey) -> PreparedSegment:
         """The segment's prepared sample tables (bytes in Redis beside its data), cached."""
-        cached: PreparedSegment | None = self.cache.get(("tables", key))
-        if cached is not None:
-            return cached
-        raw = await self.redis.get(f"{self._base(key.stream_id)}:tables:{key.rendition}:{key.seq}")
-        if raw is None:
-            raise NotFound(f"segment {key.rendition}/{key.seq} of {key.stream_id!r} is gone")
-        tables = PreparedSegment.from_bytes(raw)
-        self.cache.put(("tables", key), tables, tables.nbytes)
-        return tables
+        return (await self.segments_tables((key,)))[0]
 
     async def segments_tables(self, keys: Sequence[SegmentKey]) -> list[PreparedSegment]:
         """Cached ones from the cache, the others by MGET, MGET_KEYS at a time and one
         stream at a time (a stream's keys share a hash slot, which a cluster's MGET needs):
-        one round trip where `segment_tables` made one each."""
+        one round trip for an hour's MP4, not one per segment."""
         got: list[PreparedSegment | None] = [self.cache.get(("tables", key)) for key in keys]
         by_stream: dict[str, list[int]] = {}
         for i, tables in enumerate(got):
